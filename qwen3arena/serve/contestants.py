@@ -1,0 +1,131 @@
+"""The contestants the arena may draw: models on the managed vLLM server and external
+OpenAI-compatible endpoints, each with its generation parameters and current health.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+
+from qwen3arena.config import EndpointSpec, GenerationParams
+from qwen3arena.serve.chat import Endpoint
+from qwen3arena.serve.vllm_server import VLLMServer
+
+
+@dataclass(frozen=True)
+class Contestant:
+    name: str
+    endpoint: Endpoint
+    generation: GenerationParams
+    weight: float = 1.0
+    # vLLM accepts chat_template_kwargs (the Qwen3 thinking switch); strict hosted APIs
+    # reject unknown fields, so external endpoints do not get it.
+    thinking_switch: bool = True
+    managed: bool = True
+    registered_at: datetime | None = None
+
+
+@dataclass
+class _Health:
+    ok: bool
+    checked: float
+    reason: str = ""
+
+
+@dataclass
+class ContestantPool:
+    """Knows which contestants exist and which can answer right now (outage exclusion)."""
+
+    server: VLLMServer | None
+    contestants: dict[str, Contestant] = field(default_factory=dict)
+    up_ttl_s: float = 30.0
+    down_ttl_s: float = 15.0
+    _health: dict[str, _Health] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, contestant: Contestant) -> None:
+        with self._lock:
+            self.contestants[contestant.name] = contestant
+            self._health.pop(contestant.name, None)
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self.contestants.pop(name, None)
+
+    def get(self, name: str) -> Contestant:
+        return self.contestants[name]
+
+    def names(self) -> list[str]:
+        return sorted(self.contestants)
+
+    def available(self) -> list[Contestant]:
+        served = set()
+        if self.server is not None:
+            status = self.server.status()
+            if status.state == "ready":
+                served = {self.server.served_name, *status.adapters}
+        result = []
+        for contestant in list(self.contestants.values()):
+            if contestant.managed:
+                if contestant.name in served:
+                    result.append(contestant)
+            elif self._endpoint_up(contestant):
+                result.append(contestant)
+        return result
+
+    def report_failure(self, name: str, reason: str) -> None:
+        """An answer failed: keep an external endpoint out of the draw for a while."""
+        contestant = self.contestants.get(name)
+        if contestant is not None and not contestant.managed:
+            with self._lock:
+                self._health[name] = _Health(False, time.monotonic(), reason)
+
+    def health(self) -> dict[str, str]:
+        """Name -> 'up' / 'down: reason' / 'not served', for the admin view."""
+        available = {c.name for c in self.available()}
+        out = {}
+        for name, contestant in sorted(self.contestants.items()):
+            if name in available:
+                out[name] = "up"
+            elif contestant.managed:
+                out[name] = "not served (vLLM not ready)"
+            else:
+                h = self._health.get(name)
+                out[name] = f"down: {h.reason}" if h else "down"
+        return out
+
+    def _endpoint_up(self, contestant: Contestant) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._health.get(contestant.name)
+        if cached and now - cached.checked < (self.up_ttl_s if cached.ok else self.down_ttl_s):
+            return cached.ok
+        try:
+            response = httpx.get(
+                contestant.endpoint.base_url.rstrip("/") + "/models",
+                headers={"Authorization": f"Bearer {contestant.endpoint.api_key}"},
+                timeout=3,
+            )
+            health = _Health(response.status_code == 200, now, f"HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            health = _Health(False, now, type(exc).__name__)
+        with self._lock:
+            self._health[contestant.name] = health
+        return health.ok
+
+
+def endpoint_contestant(spec: EndpointSpec, defaults: GenerationParams) -> Contestant:
+    api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "EMPTY"
+    return Contestant(
+        name=spec.name,
+        endpoint=Endpoint(spec.base_url, spec.model_id, api_key or "EMPTY"),
+        generation=defaults.merged(spec.generation),
+        weight=spec.weight,
+        thinking_switch=False,
+        managed=False,
+    )

@@ -1,0 +1,261 @@
+"""Owns one vLLM OpenAI-compatible server process: start, health, LoRA adapters, stop.
+
+The server runs the base model with LoRA enabled; adapters are loaded at run time through
+/v1/load_lora_adapter, so a freshly trained checkpoint joins without a restart. The process
+gets its own process group and dies with the app (PR_SET_PDEATHSIG, atexit, and a pid file
+that the next start uses to clean up after a crash).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from qwen3arena.config import VLLMSettings
+
+log = logging.getLogger(__name__)
+
+ServerState = Literal["stopped", "starting", "ready", "failed"]
+
+
+class AdapterError(RuntimeError):
+    """An adapter could not be loaded or unloaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    state: ServerState
+    url: str
+    pid: int | None
+    message: str
+    log_tail: str
+    adapters: tuple[str, ...]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the app process dies, however it dies."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class VLLMServer:
+    def __init__(self, settings: VLLMSettings, model_path: str, served_name: str, logs_dir: Path):
+        self.settings = settings
+        self.model_path = model_path
+        self.served_name = served_name
+        self.log_path = logs_dir / "vllm.log"
+        self._pid_path = logs_dir / "vllm.pid"
+        self._process: subprocess.Popen | None = None
+        self._state: ServerState = "stopped"
+        self._message = "not started"
+        self._adapters: dict[str, str] = {}
+        self._lock = threading.RLock()
+        logs_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def command(self) -> list[str]:
+        s = self.settings
+        command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model_path,
+            "--served-model-name", self.served_name,
+            "--host", s.host, "--port", str(s.port),
+            "--dtype", s.dtype,
+            "--max-model-len", str(s.max_model_len),
+            "--enable-lora",
+            "--max-loras", str(s.max_loras),
+            "--max-lora-rank", str(s.max_lora_rank),
+            "--disable-uvicorn-access-log",
+        ]
+        if s.reasoning_parser:
+            command += ["--reasoning-parser", s.reasoning_parser]
+        return command + list(s.extra_args)
+
+    def start(self) -> None:
+        """Starts the process and returns at once; a thread waits for /health."""
+        with self._lock:
+            if self._state in ("starting", "ready"):
+                return
+            self._kill_stale()
+            env = {
+                **os.environ,
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+                "VLLM_CPU_KVCACHE_SPACE": str(self.settings.kv_cache_gib),
+                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+            }
+            log_file = open(self.log_path, "w")
+            self._process = subprocess.Popen(
+                self.command(), stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                preexec_fn=_die_with_parent,
+            )
+            log_file.close()
+            self._pid_path.write_text(str(self._process.pid))
+            self._state, self._message = "starting", "starting vLLM (this takes 30-90 s on a CPU)"
+            atexit.register(self.stop)
+            threading.Thread(target=self._wait_healthy, daemon=True, name="vllm-health").start()
+
+    def _wait_healthy(self) -> None:
+        process = self._process
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while time.monotonic() < deadline:
+            if process is None or process.poll() is not None:
+                with self._lock:
+                    self._state = "failed"
+                    self._message = f"vLLM exited during start-up (exit code {process.poll() if process else '?'})"
+                return
+            try:
+                if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
+                    with self._lock:
+                        self._state, self._message = "ready", "ready"
+                        pending = dict(self._adapters)
+                    for name, path in pending.items():
+                        try:
+                            self._post_load(name, path)
+                        except AdapterError as exc:
+                            log.error("%s", exc)
+                            with self._lock:
+                                self._adapters.pop(name, None)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        with self._lock:
+            self._state = "failed"
+            self._message = f"vLLM did not become healthy within {self.settings.startup_timeout_s:.0f} s"
+        self.stop(keep_state=True)
+
+    def wait_ready(self, timeout: float | None = None) -> ServerStatus:
+        deadline = time.monotonic() + (timeout or self.settings.startup_timeout_s)
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.state in ("ready", "failed", "stopped"):
+                return status
+            time.sleep(0.5)
+        return self.status()
+
+    def status(self) -> ServerStatus:
+        with self._lock:
+            process = self._process
+            if self._state == "ready" and process is not None and process.poll() is not None:
+                self._state = "failed"
+                self._message = f"vLLM stopped unexpectedly (exit code {process.poll()})"
+            return ServerStatus(
+                self._state, self.base_url, process.pid if process else None, self._message,
+                self.log_tail() if self._state == "failed" else "",
+                tuple(self._adapters) if self._state == "ready" else (),
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Serves a LoRA adapter under `name`; queued until the server is ready."""
+        with self._lock:
+            if name in self._adapters:
+                if self._adapters[name] == path:
+                    return
+                raise AdapterError(f"an adapter named {name!r} is already served from {self._adapters[name]}")
+            if len(self._adapters) >= self.settings.adapter_capacity:
+                raise AdapterError(
+                    f"cannot serve more than {self.settings.adapter_capacity} adapters with "
+                    f"vllm.max_loras={self.settings.max_loras}: one LoRA slot must stay free so "
+                    "base-model answers are never computed with an adapter (docs/serving.md). "
+                    "Raise vllm.max_loras or unload an adapter."
+                )
+            if not Path(path, "adapter_config.json").exists():
+                raise AdapterError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
+            self._adapters[name] = path
+            ready = self._state == "ready"
+        if ready:
+            try:
+                self._post_load(name, path)
+            except AdapterError:
+                with self._lock:
+                    self._adapters.pop(name, None)
+                raise
+
+    def _post_load(self, name: str, path: str) -> None:
+        try:
+            response = httpx.post(f"{self.base_url}/load_lora_adapter",
+                                  json={"lora_name": name, "lora_path": path}, timeout=120)
+        except httpx.HTTPError as exc:
+            raise AdapterError(f"loading adapter {name!r}: vLLM unreachable ({exc})") from exc
+        if response.status_code != 200 and "already" not in response.text:
+            raise AdapterError(f"loading adapter {name!r} failed: HTTP {response.status_code} {response.text[:300]}")
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            if self._adapters.pop(name, None) is None:
+                raise AdapterError(f"no adapter named {name!r} is served")
+            ready = self._state == "ready"
+        if ready:
+            response = httpx.post(f"{self.base_url}/unload_lora_adapter", json={"lora_name": name}, timeout=60)
+            if response.status_code != 200:
+                raise AdapterError(f"unloading adapter {name!r} failed: HTTP {response.status_code} {response.text[:300]}")
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self, keep_state: bool = False, timeout: float = 20.0) -> None:
+        """SIGTERM to the whole process group, SIGKILL after `timeout` seconds."""
+        with self._lock:
+            process, self._process = self._process, None
+            if not keep_state:
+                self._state, self._message = "stopped", "stopped"
+        if process is None:
+            return
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(5)
+        # engine workers sit in the same group; make sure none outlive the server
+        _signal_group(process.pid, signal.SIGKILL)
+        self._pid_path.unlink(missing_ok=True)
+
+    def _kill_stale(self) -> None:
+        """Ends a server left behind by an app that crashed (pid file, still a vLLM)."""
+        try:
+            pid = int(self._pid_path.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return
+        if b"vllm.entrypoints" in cmdline:
+            log.warning("stopping a vLLM server (pid %s) left by an earlier run", pid)
+            _signal_group(pid, signal.SIGKILL)
+            time.sleep(1)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,311 @@
+"""The DuckDB store: one file, one writer process, one connection behind a lock.
+
+DuckDB connections are not safe to share between threads without a lock, and Gradio runs
+handlers on a thread pool; every public method takes the lock, so the store is safe under
+concurrent handlers. A second process opening the same file fails fast with StoreLocked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+
+from qwen3arena.store.migrations import MIGRATIONS
+
+Outcome = Literal["model_a", "model_b", "tie", "both_bad"]
+OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "both_bad")
+BattleStatus = Literal["open", "ready", "voted", "error", "interrupted"]
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the database file (DuckDB allows one writer process)."""
+
+
+class VoteRejected(ValueError):
+    """The vote cannot be recorded; the message says why and is safe to show."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    kind: Literal["base", "adapter", "endpoint"]
+    base_model: str | None = None
+    path: str | None = None
+    base_url: str | None = None
+    model_id: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BattleRecord:
+    battle_id: str
+    voter: str
+    model_a: str
+    model_b: str
+    status: BattleStatus = "open"
+    turns: int = 0
+    conversation_a: list[dict[str, Any]] = field(default_factory=list)
+    conversation_b: list[dict[str, Any]] = field(default_factory=list)
+    thinking_a: list[str | None] = field(default_factory=list)
+    thinking_b: list[str | None] = field(default_factory=list)
+    generation_a: dict[str, Any] = field(default_factory=dict)
+    generation_b: dict[str, Any] = field(default_factory=dict)
+    metrics_a: list[dict[str, Any]] = field(default_factory=list)
+    metrics_b: list[dict[str, Any]] = field(default_factory=list)
+    identity_leak: bool = False
+    leak_reason: str | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class VoteRecord:
+    vote_id: str
+    battle_id: str
+    voter: str
+    outcome: Outcome
+    model_a: str
+    model_b: str
+    turns: int
+    identity_leak: bool
+    created_at: datetime
+
+
+_BATTLE_JSON = (
+    "conversation_a", "conversation_b", "thinking_a", "thinking_b",
+    "generation_a", "generation_b", "metrics_a", "metrics_b",
+)
+_BATTLE_COLUMNS = (
+    "battle_id", "created_at", "updated_at", "voter", "model_a", "model_b", "status", "turns",
+    *_BATTLE_JSON, "identity_leak", "leak_reason", "error",
+)
+_VOTE_COLUMNS = (
+    "vote_id", "battle_id", "voter", "outcome", "model_a", "model_b", "turns",
+    "identity_leak", "created_at",
+)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLocked(
+                    f"{self.path} is in use by another process (DuckDB allows one writer). "
+                    "Stop the other qwen3arena, or set QWEN3ARENA_HOME to another directory."
+                ) from exc
+            raise
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            current = self.schema_version()
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {current}, newer than this qwen3arena "
+                    f"({len(MIGRATIONS)}): upgrade qwen3arena"
+                )
+            for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+                with self._transaction():
+                    self._con.execute(sql)
+                    self._con.execute(
+                        "INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()]
+                    )
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+            return int(row[0] or 0)
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._con)
+
+    # -- models -----------------------------------------------------------------------------
+
+    def upsert_model(self, record: ModelRecord) -> ModelRecord:
+        """Registers a model; keeps the first registration time (it drives the new-model boost)."""
+        with self._lock:
+            self._con.execute(
+                """
+                INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET
+                    kind = excluded.kind, base_model = excluded.base_model, path = excluded.path,
+                    base_url = excluded.base_url, model_id = excluded.model_id,
+                    metadata = excluded.metadata
+                """,
+                [record.name, record.kind, record.base_model, record.path, record.base_url,
+                 record.model_id, record.created_at, json.dumps(record.metadata)],
+            )
+            return self.get_model(record.name)  # type: ignore[return-value]
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        with self._lock:
+            rows = self._con.execute("SELECT * FROM models WHERE name = ?", [name]).fetchall()
+        return self._model(rows[0]) if rows else None
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._lock:
+            rows = self._con.execute("SELECT * FROM models ORDER BY created_at, name").fetchall()
+        return [self._model(row) for row in rows]
+
+    @staticmethod
+    def _model(row: tuple) -> ModelRecord:
+        name, kind, base_model, path, base_url, model_id, created_at, metadata = row
+        return ModelRecord(name, kind, base_model, path, base_url, model_id, created_at,
+                           json.loads(metadata) if metadata else {})
+
+    # -- battles ----------------------------------------------------------------------------
+
+    def save_battle(self, battle: BattleRecord) -> None:
+        """Inserts or updates a battle; a voted battle is never rewritten."""
+        battle.updated_at = utcnow()
+        values = [self._battle_value(battle, column) for column in _BATTLE_COLUMNS]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _BATTLE_COLUMNS[2:])
+        with self._lock:
+            status = self._con.execute(
+                "SELECT status FROM battles WHERE battle_id = ?", [battle.battle_id]
+            ).fetchone()
+            if status and status[0] == "voted":
+                raise VoteRejected("This battle already has a vote and is locked.")
+            self._con.execute(
+                f"INSERT INTO battles ({', '.join(_BATTLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_BATTLE_COLUMNS))}) "
+                f"ON CONFLICT (battle_id) DO UPDATE SET {updates}",
+                values,
+            )
+
+    @staticmethod
+    def _battle_value(battle: BattleRecord, column: str) -> Any:
+        value = getattr(battle, column)
+        return json.dumps(value) if column in _BATTLE_JSON else value
+
+    def get_battle(self, battle_id: str) -> BattleRecord | None:
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {', '.join(_BATTLE_COLUMNS)} FROM battles WHERE battle_id = ?",
+                [battle_id],
+            ).fetchall()
+        if not rows:
+            return None
+        data = dict(zip(_BATTLE_COLUMNS, rows[0]))
+        for column in _BATTLE_JSON:
+            data[column] = json.loads(data[column]) if data[column] else []
+        if not data["generation_a"]:
+            data["generation_a"] = {}
+        if not data["generation_b"]:
+            data["generation_b"] = {}
+        return BattleRecord(**data)
+
+    def interrupt_unfinished_battles(self) -> int:
+        """Marks battles left open by a previous process; they can no longer be voted."""
+        with self._lock:
+            rows = self._con.execute(
+                "UPDATE battles SET status = 'interrupted', updated_at = ? "
+                "WHERE status IN ('open', 'ready') RETURNING battle_id",
+                [utcnow()],
+            ).fetchall()
+        return len(rows)
+
+    def count_battles(self, status: BattleStatus | None = None) -> int:
+        with self._lock:
+            if status is None:
+                return self._con.execute("SELECT count(*) FROM battles").fetchone()[0]
+            return self._con.execute(
+                "SELECT count(*) FROM battles WHERE status = ?", [status]
+            ).fetchone()[0]
+
+    # -- votes ------------------------------------------------------------------------------
+
+    def record_vote(self, battle_id: str, outcome: Outcome, voter: str) -> VoteRecord:
+        """Records the one vote of a ready battle and locks it, atomically.
+
+        Raises VoteRejected (nothing written) when the battle is unknown, already voted,
+        unfinished, errored or interrupted.
+        """
+        if outcome not in OUTCOMES:
+            raise VoteRejected(f"Unknown vote {outcome!r}.")
+        with self._lock, self._transaction():
+            row = self._con.execute(
+                "SELECT status, model_a, model_b, turns, identity_leak FROM battles "
+                "WHERE battle_id = ?",
+                [battle_id],
+            ).fetchone()
+            if row is None:
+                raise VoteRejected("This battle is unknown (was the app restarted?). Start a new round.")
+            status, model_a, model_b, turns, leak = row
+            if status == "voted":
+                raise VoteRejected("This battle already has a vote.")
+            if status == "error":
+                raise VoteRejected("A model failed to answer in this battle, so it cannot be voted.")
+            if status == "interrupted":
+                raise VoteRejected("This battle was interrupted by a restart. Start a new round.")
+            if status != "ready":
+                raise VoteRejected("Wait until both answers are complete before voting.")
+            vote = VoteRecord(uuid.uuid4().hex, battle_id, voter, outcome, model_a, model_b,
+                              turns, bool(leak), utcnow())
+            self._con.execute(
+                f"INSERT INTO votes ({', '.join(_VOTE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_VOTE_COLUMNS))})",
+                [getattr(vote, c) for c in _VOTE_COLUMNS],
+            )
+            self._con.execute(
+                "UPDATE battles SET status = 'voted', updated_at = ? WHERE battle_id = ?",
+                [vote.created_at, battle_id],
+            )
+            return vote
+
+    def list_votes(self) -> list[VoteRecord]:
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes ORDER BY created_at"
+            ).fetchall()
+        return [VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) for row in rows]
+
+    def vote_counts(self) -> dict[str, int]:
+        """Votes each model took part in (both sides counted)."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT m, count(*) FROM (SELECT model_a AS m FROM votes "
+                "UNION ALL SELECT model_b FROM votes) GROUP BY m"
+            ).fetchall()
+        return {name: count for name, count in rows}
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+
+    def __enter__(self) -> "_Transaction":
+        self._con.execute("BEGIN TRANSACTION")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._con.execute("ROLLBACK" if exc_type else "COMMIT")
+

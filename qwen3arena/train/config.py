@@ -1,0 +1,50 @@
+"""The training run's arguments: one typed dataclass, written to YAML next to the run.
+
+The app writes this file and starts `python -m qwen3arena.train run.yaml`; the same file
+reproduces the run from a shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qwen3arena.config import _build
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraTrainConfig:
+    name: str
+    base_model: str
+    dataset: str
+    output_dir: str
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
+    learning_rate: float = 2e-4
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    load_in_4bit: bool = False
+    answers_only: bool = True
+    warmup_steps: int = 0
+    seed: int = 3407
+    report_to: str = "none"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":
+        return _build(cls, yaml.safe_load(Path(path).read_text()) or {}, str(path))
+
+    def to_yaml(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        return path

@@ -1,0 +1,52 @@
+"""Starts a training run as a subprocess and follows its progress file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from qwen3arena.train.config import LoraTrainConfig
+
+
+class TrainingFailed(RuntimeError):
+    """The run exited with an error; the message carries the reason and the log tail."""
+
+
+def run_training_subprocess(
+    config: LoraTrainConfig,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> Path:
+    """Runs one training to the end (blocking); returns the adapter directory."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = config.to_yaml(out / "run.yaml")
+    progress = out / "progress.jsonl"
+    progress.unlink(missing_ok=True)
+    log_path = out / "train.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qwen3arena.train", str(config_path), "--progress", str(progress)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+        seen = 0
+        while True:
+            code = process.poll()
+            if progress.exists():
+                lines = progress.read_text().splitlines()
+                for line in lines[seen:]:
+                    if on_event and line.strip():
+                        on_event(json.loads(line))
+                seen = len(lines)
+            if code is not None:
+                break
+            time.sleep(0.5)
+    if code != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-30:])
+        raise TrainingFailed(f"training run {config.name!r} failed (exit {code}):\n{tail}")
+    return out
