@@ -21,7 +21,7 @@ def find_identity_leak(texts: Iterable[str], names: Iterable[str], terms: Iterab
     patterns: list[tuple[str, re.Pattern]] = []
     for needle in sorted({v for n in names for v in _variants(n)} | {t.lower() for t in terms if t}):
         words = [re.escape(part) for part in needle.split()]
-        patterns.append((needle, re.compile(r"(?<![a-z0-9])" + r"[\s\-_]*".join(words) + r"(?![a-z0-9])")))
+        patterns.append((needle, re.compile(r"(?<![a-z0-9])" + r"[\s\-_]*".join(words) + r"(?![a-z])")))
     for text in texts:
         lowered = (text or "").lower()
         for needle, pattern in patterns:

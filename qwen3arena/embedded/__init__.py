@@ -30,7 +30,7 @@ ADAPTERS = {
     "tiny-qwen3-chatty": DATA_DIR / "sft" / "kitchen_chatty.jsonl",
 }
 ADAPTER_TRAINING = {
-    "max_steps": 80, "learning_rate": 3e-3, "per_device_train_batch_size": 16,
+    "max_steps": 150, "learning_rate": 3e-3, "per_device_train_batch_size": 16,
     "max_length": 256, "rank": 16, "alpha": 32, "seed": 0,
 }
 

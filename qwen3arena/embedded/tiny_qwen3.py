@@ -92,8 +92,10 @@ def build_tiny_qwen3(
 ) -> Path:
     """Builds the tokenizer and model into out_dir and returns it.
 
-    The model is trained on full rendered conversations (enable_thinking off, as the arena
-    serves it) so that it answers in words rather than noise.
+    The model is trained like a small pretrained-then-instructed model: on the plain text
+    of the corpus (every answer style, so adapters only need to shift style, not learn
+    words) and on full rendered conversations in the neutral style (enable_thinking off, as
+    the arena serves it).
     """
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
@@ -125,7 +127,8 @@ def build_tiny_qwen3(
         tokenizer.apply_chat_template(c, tokenize=False, enable_thinking=False)
         for c in conversations
     ]
-    encoded = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sequences]
+    plain = [t + "<|endoftext|>" for t in tokenizer_texts if t.strip()]
+    encoded = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sequences + plain]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
     model.train()
     for step in range(1, spec.train_steps + 1):

@@ -67,7 +67,7 @@ def split_thinking(raw: str) -> tuple[str, str]:
         return stripped[len("<think>"):].lstrip(), ""
     if stripped and "<think>".startswith(stripped):
         return "", ""  # the tag is still arriving
-    return "", raw
+    return "", stripped
 
 
 def public_error(exc: BaseException) -> str:

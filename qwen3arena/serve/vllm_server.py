@@ -94,49 +94,59 @@ class VLLMServer:
         return command + list(s.extra_args)
 
     def start(self) -> None:
-        """Starts the process and returns at once; a thread waits for /health."""
+        """Starts the process and returns at once; a supervisor thread waits for /health.
+
+        The supervisor thread spawns the process and lives as long as it: PR_SET_PDEATHSIG
+        fires when the spawning *thread* ends, so a short-lived thread would kill vLLM.
+        """
         with self._lock:
             if self._state in ("starting", "ready"):
                 return
             self._kill_stale()
-            env = {
-                **os.environ,
-                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-                "VLLM_CPU_KVCACHE_SPACE": str(self.settings.kv_cache_gib),
-                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-            }
-            log_file = open(self.log_path, "w")
-            self._process = subprocess.Popen(
-                self.command(), stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                preexec_fn=_die_with_parent,
-            )
-            log_file.close()
-            self._pid_path.write_text(str(self._process.pid))
             self._state, self._message = "starting", "starting vLLM (this takes 30-90 s on a CPU)"
-            atexit.register(self.stop)
-            threading.Thread(target=self._wait_healthy, daemon=True, name="vllm-health").start()
+            spawned = threading.Event()
+            threading.Thread(target=self._supervise, args=(spawned,), daemon=True,
+                             name="vllm-supervisor").start()
+        spawned.wait(30)
+        atexit.register(self.stop)
 
-    def _wait_healthy(self) -> None:
-        process = self._process
+    def _supervise(self, spawned: threading.Event) -> None:
+        env = {
+            **os.environ,
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            "VLLM_CPU_KVCACHE_SPACE": str(self.settings.kv_cache_gib),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        }
+        try:
+            with open(self.log_path, "w") as log_file:
+                process = subprocess.Popen(
+                    self.command(), stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                    preexec_fn=_die_with_parent,
+                )
+        except OSError as exc:
+            with self._lock:
+                self._state, self._message = "failed", f"could not start vLLM: {exc}"
+            spawned.set()
+            return
+        with self._lock:
+            self._process = process
+        self._pid_path.write_text(str(process.pid))
+        spawned.set()
+        self._wait_healthy(process)
+        process.wait()
+
+    def _wait_healthy(self, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while time.monotonic() < deadline:
-            if process is None or process.poll() is not None:
+            if process.poll() is not None:
                 with self._lock:
-                    self._state = "failed"
-                    self._message = f"vLLM exited during start-up (exit code {process.poll() if process else '?'})"
+                    if self._state == "starting":
+                        self._state = "failed"
+                        self._message = f"vLLM exited during start-up (exit code {process.poll()})"
                 return
             try:
                 if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
-                    with self._lock:
-                        self._state, self._message = "ready", "ready"
-                        pending = dict(self._adapters)
-                    for name, path in pending.items():
-                        try:
-                            self._post_load(name, path)
-                        except AdapterError as exc:
-                            log.error("%s", exc)
-                            with self._lock:
-                                self._adapters.pop(name, None)
+                    self._load_queued_adapters()
                     return
             except httpx.HTTPError:
                 pass
@@ -145,6 +155,24 @@ class VLLMServer:
             self._state = "failed"
             self._message = f"vLLM did not become healthy within {self.settings.startup_timeout_s:.0f} s"
         self.stop(keep_state=True)
+
+    def _load_queued_adapters(self) -> None:
+        """Loads adapters registered during start-up, then declares the server ready."""
+        loaded: set[str] = set()
+        while True:
+            with self._lock:
+                pending = {n: p for n, p in self._adapters.items() if n not in loaded}
+                if not pending:
+                    self._state, self._message = "ready", "ready"
+                    return
+            for name, path in pending.items():
+                try:
+                    self._post_load(name, path)
+                except AdapterError as exc:
+                    log.error("%s", exc)
+                    with self._lock:
+                        self._adapters.pop(name, None)
+                loaded.add(name)
 
     def wait_ready(self, timeout: float | None = None) -> ServerStatus:
         deadline = time.monotonic() + (timeout or self.settings.startup_timeout_s)

@@ -1,0 +1,65 @@
+"""Command line: `python -m qwen3arena [app|build-default]`.
+
+app            start the web app (the default; same as `python app.py`)
+build-default  build the embedded tiny Qwen3 and its adapters into the data directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from qwen3arena.config import ConfigError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qwen3arena", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="app", choices=["app", "build-default"])
+    parser.add_argument("--config", help="site YAML merged over configs/default.yaml")
+    parser.add_argument("--host", help="address the web app listens on")
+    parser.add_argument("--port", type=int, help="port of the web app")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "build-default":
+        from qwen3arena.embedded import ensure_embedded_models
+
+        built = ensure_embedded_models(settings.models_dir, on_progress=print)
+        print(f"base: {built.base_dir}")
+        for name, path in built.adapters.items():
+            print(f"adapter {name}: {path}")
+        return 0
+
+    from qwen3arena.runtime import create_runtime
+    from qwen3arena.store import StoreLocked
+    from qwen3arena.ui import launch
+
+    try:
+        runtime = create_runtime(settings)
+    except StoreLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"qwen3arena: data directory {settings.home}", flush=True)
+    runtime.start()
+    try:
+        kwargs = {}
+        if args.host:
+            kwargs["server_name"] = args.host
+        if args.port:
+            kwargs["server_port"] = args.port
+        launch(runtime, **kwargs)
+    finally:
+        runtime.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

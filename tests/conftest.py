@@ -1,0 +1,76 @@
+"""Shared fixtures. Slow parts (the embedded models, one vLLM server, one web app) are built
+once per test session; the models are cached across sessions in QWEN3ARENA_TEST_MODELS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CONTESTANTS = ("tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_models():
+    from qwen3arena.embedded import ensure_embedded_models
+
+    cache = Path(os.environ.get("QWEN3ARENA_TEST_MODELS",
+                                Path(tempfile.gettempdir()) / "qwen3arena-test-models"))
+    return ensure_embedded_models(cache, on_progress=print)
+
+
+def make_settings(home: Path, models_dir: Path, **overrides: str):
+    from qwen3arena.config import load_settings
+
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "models"
+    if not link.exists():
+        link.symlink_to(models_dir, target_is_directory=True)
+    env = {"QWEN3ARENA_HOME": str(home), "QWEN3ARENA__VLLM__PORT": str(free_port()),
+           "QWEN3ARENA__GENERATION__TEMPERATURE": "0", "QWEN3ARENA__GENERATION__MAX_TOKENS": "48"}
+    env.update({f"QWEN3ARENA__{k.upper()}": v for k, v in overrides.items()})
+    return load_settings(env=env)
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory, embedded_models):
+    """The app's services with one real vLLM server (tiny Qwen3 + two LoRA adapters)."""
+    from qwen3arena.runtime import create_runtime
+
+    models_dir = embedded_models.base_dir.parent.parent
+    settings = make_settings(tmp_path_factory.mktemp("home"), models_dir)
+    rt = create_runtime(settings)
+    rt.start(wait=True)
+    status = rt.server.status()
+    assert status.state == "ready", f"vLLM failed: {status.message}\n{rt.server.log_tail()}"
+    yield rt
+    rt.shutdown()
+
+
+@pytest.fixture(scope="session")
+def app_url(runtime):
+    """The web app on a free port, serving the shared runtime."""
+    from qwen3arena.ui import build_app
+
+    demo = build_app(runtime)
+    demo.queue(default_concurrency_limit=8)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    demo.close()
+
+

@@ -1,0 +1,93 @@
+"""A real browser (Debian chromium driven by Playwright) plays a battle and votes.
+
+Before the vote no contestant name may appear in the DOM or in any HTTP response or
+streamed event the page received; after the vote both names are revealed."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import CONTESTANTS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def _leaks(text: str) -> list[str]:
+    lowered = text.lower()
+    return [n for n in CONTESTANTS if n in lowered]
+
+
+def test_a_blind_battle_in_the_browser(browser, app_url, runtime):
+    page = browser.new_page()
+    seen: list[tuple[str, str]] = []
+
+    def record(response):
+        try:
+            seen.append((response.url, response.text()))
+        except Exception:  # streamed bodies are captured below through the event log
+            seen.append((response.url, ""))
+
+    page.on("response", record)
+    # capture the server-sent events the queue streams to the page, chunk by chunk
+    page.add_init_script("""
+        window.__events = [];
+        const orig = window.fetch;
+        window.fetch = async (...args) => {
+            const res = await orig(...args);
+            if (res.body && String(args[0]).includes('/queue/data')) {
+                const [a, b] = res.body.tee();
+                const reader = b.getReader(); const dec = new TextDecoder();
+                (async () => { for (;;) { const {done, value} = await reader.read(); if (done) break;
+                    window.__events.push(dec.decode(value)); } })();
+                return new Response(a, {headers: res.headers, status: res.status});
+            }
+            return res;
+        };
+        const OrigES = window.EventSource;
+        if (OrigES) window.EventSource = function(url, cfg) {
+            const es = new OrigES(url, cfg);
+            es.addEventListener('message', (e) => window.__events.push(e.data));
+            return es;
+        };
+    """)
+    page.goto(app_url)
+    page.get_by_placeholder("Type your message and press Enter").fill("How should I store onions?")
+    page.locator("#send").click()
+    vote = page.locator("#vote-model-a")
+    vote.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#chat-a .message').length >= 2", timeout=60_000)
+    dom = page.content()
+    events = "\n".join(page.evaluate("window.__events"))
+    assert "Both answers are complete" in dom
+    assert _leaks(dom) == [], "a name in the DOM before the vote"
+    assert _leaks(events) == [], "a name in the event stream before the vote"
+    leaking = [url for url, body in seen if _leaks(body)]
+    assert leaking == [], f"a name in responses before the vote: {leaking}"
+    assert events, "the event stream was captured"
+    votes_before = len(runtime.store.list_votes())
+    vote.click()
+    reveal = page.locator("text=Thanks for voting")
+    reveal.wait_for(timeout=30_000)
+    after = page.content()
+    assert len(_leaks(after)) >= 1
+    assert page.locator("#vote-row").is_hidden()
+    assert len(runtime.store.list_votes()) == votes_before + 1
+    # a new round draws a new pair, with the names hidden again
+    page.locator("#new-round").click()
+    page.wait_for_function("!document.body.innerText.includes('Thanks for voting')", timeout=30_000)
+    assert _leaks(page.locator("#chat-a").inner_text() + page.locator("#chat-b").inner_text()) == []
+    page.close()

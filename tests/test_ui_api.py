@@ -1,0 +1,58 @@
+"""The web app through its HTTP API (gradio_client): blind until the vote, one vote per battle."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from conftest import CONTESTANTS
+
+
+def _names_in(payload) -> list[str]:
+    text = json.dumps(payload, default=str).lower()
+    return [name for name in CONTESTANTS if name in text]
+
+
+def test_page_config_and_api_description_name_no_model(app_url):
+    for path in ("/", "/config", "/gradio_api/info"):
+        body = httpx.get(app_url + path, timeout=30).text.lower()
+        assert not [n for n in CONTESTANTS if n in body], path
+
+
+def test_a_battle_over_the_api_is_blind_until_the_vote(app_url, runtime):
+    client = Client(app_url, verbose=False)
+    job = client.submit("How long does cooked rice keep in the fridge?", api_name="/send")
+    updates = list(job)
+    final = job.result()
+    assert updates, "the answers stream"
+    assert _names_in(updates) == [] and _names_in(final) == []
+    chat_a, chat_b = final[0], final[1]
+    assert chat_a[-1]["role"] == "assistant" and chat_a[-1]["content"]
+    assert chat_b[-1]["content"]
+    votes_before = len(runtime.store.list_votes())
+    revealed = client.predict(api_name="/vote_model_a")
+    text = json.dumps(revealed)
+    assert "Model A** was" in text and _names_in(revealed)
+    # the battle is locked: a second vote from the same session is refused, nothing counted
+    again = client.predict(api_name="/vote_model_b")
+    assert "Start a battle before voting" in json.dumps(again)
+    assert len(runtime.store.list_votes()) == votes_before + 1
+
+
+def test_an_overlong_prompt_gets_a_message_and_nothing_is_sent(app_url, runtime):
+    client = Client(app_url, verbose=False)
+    battles = runtime.store.count_battles()
+    result = client.predict("y" * 5000, api_name="/send")
+    assert "limit is 4,000" in json.dumps(result)
+    assert runtime.store.count_battles() == battles
+
+
+def test_voting_before_any_battle_is_refused(app_url, runtime):
+    client = Client(app_url, verbose=False)
+    votes = len(runtime.store.list_votes())
+    result = client.predict(api_name="/vote_tie")
+    assert "Start a battle before voting" in json.dumps(result)
+    assert len(runtime.store.list_votes()) == votes
