@@ -140,6 +140,10 @@ def stream_chat(
         raise
     except Exception as exc:  # every failure of a contestant is reported, never raised raw
         raise ChatError(public_error(exc), f"{type(exc).__name__}: {exc}") from exc
+    if finish_reason is None:
+        # the connection closed without a final chunk: an unfinished answer is never judged
+        raise ChatError("the answer stopped before it was finished",
+                        "stream ended without a finish_reason")
     inline_reasoning, answer = split_thinking(raw)
     yield ChatResult(
         content=answer,

@@ -205,6 +205,8 @@ class VLLMServer:
 
     def load_adapter(self, name: str, path: str) -> None:
         """Serves a LoRA adapter under `name`; queued until the server is ready."""
+        if not Path(path, "adapter_config.json").exists():
+            raise AdapterError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
         with self._lock:
             if name in self._adapters:
                 if self._adapters[name] == path:
@@ -217,8 +219,6 @@ class VLLMServer:
                     "base-model answers are never computed with an adapter (docs/serving.md). "
                     "Raise vllm.max_loras or unload an adapter."
                 )
-            if not Path(path, "adapter_config.json").exists():
-                raise AdapterError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
             self._adapters[name] = path
             ready = self._state == "ready"
         if ready:
