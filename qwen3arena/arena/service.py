@@ -221,8 +221,8 @@ class Arena:
         shown = [s.answer for s in battle.sides]
         if self.settings.thinking == "folded":
             shown += [s.reasoning for s in battle.sides]
-        names = [n for c in self.pool.contestants.values() for n in (c.name, c.endpoint.model)]
-        battle.leak = battle.leak or find_identity_leak(shown, names, self.settings.identity_terms)
+        battle.leak = battle.leak or find_identity_leak(shown, self.pool.identities(),
+                                                        self.settings.identity_terms)
         self._save(battle, status="error" if failed else "ready")
         yield self._view(battle, finished=True)
 

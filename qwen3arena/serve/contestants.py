@@ -63,6 +63,10 @@ class ContestantPool:
     def names(self) -> list[str]:
         return sorted(self.contestants)
 
+    def identities(self) -> set[str]:
+        """Every name a contestant is known by (for the identity-leak check)."""
+        return {n for c in list(self.contestants.values()) for n in (c.name, c.endpoint.model)}
+
     def available(self) -> list[Contestant]:
         served = set()
         if self.server is not None:

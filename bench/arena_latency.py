@@ -1,0 +1,325 @@
+"""Arena latency and the embedded default's serving choice, measured side by side in one run.
+
+Part 1 - overhead of the app: time to first token (TTFT) and tokens/s of arena answers
+  (a) sent straight to the vLLM server with the openai client,
+  (b) through the Arena service (what the UI calls),
+  (c) through the web app (gradio_client -> Gradio queue -> Arena -> vLLM),
+  at 1 and 8 concurrent battles (2 and 16 concurrent streams), same prompts, greedy.
+Part 2 - serving choice for the embedded contestants (base + 2 LoRA adapters):
+  (a) one vLLM server with LoRA adapters (what the app does),
+  (b) merged checkpoints, one vLLM server each, no LoRA,
+  (c) transformers generate in-process (peft for the adapters),
+  fixed 64 new tokens (ignore_eos), 1 request and 8 concurrent requests per model.
+
+Usage: .venv/bin/python bench/arena_latency.py [--quick]
+Prints markdown tables; run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import openai  # noqa: E402
+
+from qwen3arena.config import GenerationParams, load_settings  # noqa: E402
+from qwen3arena.embedded import ensure_embedded_models  # noqa: E402
+
+PROMPTS = [
+    "How long does cooked rice keep in the fridge?", "Can I freeze milk?",
+    "How should I store onions?", "How do I cook shrimp?", "Can I freeze bread?",
+    "How do I cook bacon?", "How should I store berries?", "How long does butter keep in the fridge?",
+]
+CONTESTANTS = ["tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def direct_stream(base_url: str, model: str, prompt: str, max_tokens: int,
+                  ignore_eos: bool = False) -> dict:
+    client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=300)
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], stream=True,
+        stream_options={"include_usage": True}, temperature=0, max_tokens=max_tokens,
+        extra_body={"chat_template_kwargs": {"enable_thinking": False},
+                    **({"ignore_eos": True} if ignore_eos else {})},
+    )
+    for chunk in stream:
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.perf_counter() - start
+    total = time.perf_counter() - start
+    return {"ttft": first, "tokens": tokens, "total": total,
+            "tps": tokens / (total - first) if first and total > first else None}
+
+
+def summarize(rows: list[dict], wall: float) -> tuple[float, float, float]:
+    tokens = sum(r["tokens"] for r in rows)
+    return median([r["ttft"] for r in rows]), median([r["tps"] for r in rows]), tokens / wall
+
+
+# -- part 1 --------------------------------------------------------------------------------
+
+def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int) -> list[str]:
+    from gradio_client import Client
+
+    url = runtime.server.base_url
+    lines = ["| path | battles at once | TTFT median (s) | tokens/s per answer (median) | tokens/s all answers |",
+             "|---|---|---|---|---|"]
+    for concurrency in concurrencies:
+        # the same work for every path: `concurrency` battles of two answers each
+        pairs = [(CONTESTANTS[i % 3], CONTESTANTS[(i + 1) % 3], PROMPTS[i % len(PROMPTS)])
+                 for i in range(concurrency)]
+
+        def run_direct(pair):
+            a, b, prompt = pair
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                return list(pool.map(lambda m: direct_stream(url, m, prompt, max_tokens), (a, b)))
+
+        def run_service(pair):
+            _, _, prompt = pair
+            battle = runtime.arena.start_battle("anon:bench")
+            start = time.perf_counter()
+            first = [None, None]
+            for view in runtime.arena.play_turn(battle, prompt):
+                for side in (0, 1):
+                    if view.answers[side] and first[side] is None:
+                        first[side] = time.perf_counter() - start
+            total = time.perf_counter() - start
+            record = runtime.store.get_battle(battle)
+            runtime.arena.discard(battle)
+            rows = []
+            for side, metrics in ((0, record.metrics_a[-1]), (1, record.metrics_b[-1])):
+                tokens = metrics["completion_tokens"] or 0
+                rows.append({"ttft": first[side], "tokens": tokens, "total": total,
+                             "tps": tokens / (metrics["duration_s"] - metrics["ttft_s"])
+                             if metrics["ttft_s"] else None})
+            return rows
+
+        def run_app(pair):
+            _, _, prompt = pair
+            client = Client(app_url, verbose=False)
+            start = time.perf_counter()
+            first = [None, None]
+            job = client.submit(prompt, api_name="/send")
+            for update in job:
+                for side in (0, 1):
+                    chat = update[side]
+                    if first[side] is None and chat and chat[-1]["role"] == "assistant" and chat[-1]["content"]:
+                        first[side] = time.perf_counter() - start
+            job.result()
+            total = time.perf_counter() - start
+            rows = []
+            for side in (0, 1):
+                rows.append({"ttft": first[side], "tokens": 0, "total": total, "tps": None})
+            return rows
+
+        for name, fn in (("direct to vLLM (openai client)", run_direct),
+                         ("Arena service", run_service),
+                         ("web app (gradio_client)", run_app)):
+            fn(pairs[0])  # warm-up
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+                rows = [r for battle in pool.map(fn, pairs) for r in battle]
+            wall = time.perf_counter() - start
+            ttft, tps, agg = summarize(rows, wall)
+            if name.startswith("web app"):
+                lines.append(f"| {name} | {concurrency} | {ttft:.3f} | (not visible to the client) | "
+                             f"wall {wall:.2f} s |")
+            else:
+                lines.append(f"| {name} | {concurrency} | {ttft:.3f} | {tps:.1f} | {agg:.1f} (wall {wall:.2f} s) |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+# -- part 2 --------------------------------------------------------------------------------
+
+def process_tree_rss_gib(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**30
+
+
+def measure_vllm(targets: dict[str, str], tokens: int) -> dict[str, float]:
+    """targets: model -> base_url. Returns single-request and 8-concurrent figures."""
+    for m in targets:  # warm-up
+        direct_stream(targets[m], m, PROMPTS[0], tokens, ignore_eos=True)
+    singles = [direct_stream(targets[m], m, PROMPTS[1], tokens, ignore_eos=True) for m in targets]
+    jobs = [(m, PROMPTS[i % len(PROMPTS)]) for m in targets for i in range(8)]
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        rows = list(pool.map(lambda j: direct_stream(targets[j[0]], j[0], j[1], tokens, ignore_eos=True), jobs))
+    wall = time.perf_counter() - start
+    return {"single_tps": median([r["tps"] for r in singles]), "single_ttft": median([r["ttft"] for r in singles]),
+            "mixed_ttft": median([r["ttft"] for r in rows]), "mixed_agg": sum(r["tokens"] for r in rows) / wall}
+
+
+def measure_transformers(base_dir: Path, adapters: dict[str, Path], tokens: int) -> dict[str, float]:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)  # vLLM's CPU worker uses one core too
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer.padding_side = "left"
+    models = {"tiny-qwen3-base": AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)}
+    for name, path in adapters.items():
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
+        models[name] = PeftModel.from_pretrained(base, str(path))
+
+    def generate(model, prompts):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                               add_generation_prompt=True, enable_thinking=False) for p in prompts]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        return (out.shape[1] - batch["input_ids"].shape[1]) * len(prompts), time.perf_counter() - start
+
+    singles = []
+    for model in models.values():
+        generate(model, PROMPTS[:1])
+        n, t = generate(model, PROMPTS[1:2])
+        singles.append(n / t)
+    start = time.perf_counter()
+    total = 0
+    for model in models.values():  # one batch of 8 per model, models one after another
+        n, _ = generate(model, PROMPTS[:8])
+        total += n
+    wall = time.perf_counter() - start
+    return {"single_tps": median(singles), "single_ttft": float("nan"), "mixed_ttft": float("nan"),
+            "mixed_agg": total / wall}
+
+
+def part2(runtime, built, tokens: int) -> list[str]:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from qwen3arena.config import VLLMSettings
+    from qwen3arena.serve import VLLMServer
+
+    lines = ["| serving | single request tokens/s (median) | single TTFT (s) | 8 per model at once: TTFT median (s) | 8 per model at once: tokens/s all | memory (GiB RSS) | processes |",
+             "|---|---|---|---|---|---|---|"]
+    lora = measure_vllm({m: runtime.server.base_url for m in CONTESTANTS}, tokens)
+    rss = process_tree_rss_gib(runtime.server.status().pid)
+    lines.append(f"| vLLM, base + LoRA adapters (app) | {lora['single_tps']:.1f} | {lora['single_ttft']:.3f} | "
+                 f"{lora['mixed_ttft']:.3f} | {lora['mixed_agg']:.1f} | {rss:.2f} | 1 |")
+    print(lines[-1], flush=True)
+    runtime.server.stop()  # free the cores for the next contender
+
+    merged_root = Path(tempfile.mkdtemp(prefix="merged-"))
+    dirs = {"tiny-qwen3-base": built.base_dir}
+    tokenizer = AutoTokenizer.from_pretrained(built.base_dir)
+    for name, path in built.adapters.items():
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(built.base_dir), str(path))
+        out = merged_root / name
+        model.merge_and_unload().save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        dirs[name] = out
+    servers = []
+    for name, path in dirs.items():
+        settings = VLLMSettings(port=free_port(), reasoning_parser=None, max_loras=1)
+        server = VLLMServer(settings, str(path), name, merged_root / f"logs-{name}")
+        server.command = _without_lora(server.command)  # merged models need no LoRA
+        server.start()
+        servers.append(server)
+    for server in servers:
+        status = server.wait_ready(900)
+        if status.state != "ready":
+            raise SystemExit(f"merged server failed: {status.message}\n{status.log_tail}")
+    merged = measure_vllm({s.served_name: s.base_url for s in servers}, tokens)
+    rss = sum(process_tree_rss_gib(s.status().pid) for s in servers)
+    lines.append(f"| vLLM, merged checkpoints, one server each | {merged['single_tps']:.1f} | {merged['single_ttft']:.3f} | "
+                 f"{merged['mixed_ttft']:.3f} | {merged['mixed_agg']:.1f} | {rss:.2f} | 3 |")
+    print(lines[-1], flush=True)
+    for server in servers:
+        server.stop()
+
+    tf = measure_transformers(built.base_dir, built.adapters, tokens)
+    import psutil
+
+    rss = psutil.Process().memory_info().rss / 2**30
+    lines.append(f"| transformers generate (+peft), in-process | {tf['single_tps']:.1f} | n/a | "
+                 f"n/a (batched per model) | {tf['mixed_agg']:.1f} | {rss:.2f} (whole bench process) | 1 |")
+    print(lines[-1], flush=True)
+    return lines
+
+
+def _without_lora(command_fn):
+    def command() -> list[str]:
+        args = command_fn()
+        out, skip = [], 0
+        for arg in args:
+            if skip:
+                skip -= 1
+                continue
+            if arg == "--enable-lora":
+                continue
+            if arg in ("--max-loras", "--max-lora-rank"):
+                skip = 1
+                continue
+            out.append(arg)
+        return out
+    return command
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="part 1 only")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    from qwen3arena.runtime import create_runtime
+    from qwen3arena.ui import build_app
+
+    models_dir = Path(os.environ.get("QWEN3ARENA_TEST_MODELS", Path(tempfile.gettempdir()) / "qwen3arena-test-models"))
+    built = ensure_embedded_models(models_dir, on_progress=print)
+    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    settings = load_settings(env={"QWEN3ARENA_HOME": str(home), "QWEN3ARENA__VLLM__PORT": str(free_port()),
+                                  "QWEN3ARENA__GENERATION__TEMPERATURE": "0",
+                                  "QWEN3ARENA__GENERATION__MAX_TOKENS": str(args.max_tokens)})
+    runtime = create_runtime(settings)
+    runtime.start(wait=True)
+    assert runtime.server.status().state == "ready", runtime.server.log_tail()
+    demo = build_app(runtime)
+    demo.queue(default_concurrency_limit=16)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    print(f"## Part 1: the app's overhead (max {args.max_tokens} tokens, greedy, natural answer lengths)\n")
+    part1(runtime, f"http://127.0.0.1:{port}", [1, 8], args.max_tokens)
+    demo.close()
+    if not args.quick:
+        print(f"\n## Part 2: serving the embedded contestants ({args.max_tokens} new tokens each, ignore_eos)\n")
+        part2(runtime, built, args.max_tokens)
+    runtime.shutdown()
+
+
+if __name__ == "__main__":
+    main()
