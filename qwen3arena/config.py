@@ -69,6 +69,9 @@ class GenerationParams:
     top_p: float = 0.9
     max_tokens: int = 256
     seed: int | None = None
+    # Sent as-is in the request body: server-specific sampling options (vLLM: top_k,
+    # repetition_penalty, min_tokens...). Strict hosted APIs reject unknown fields.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def merged(self, overrides: Mapping[str, Any] | None) -> "GenerationParams":
         if not overrides:

@@ -15,7 +15,8 @@ from pathlib import Path
 from qwen3arena.arena import Arena
 from qwen3arena.config import Settings
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer, endpoint_contestant
-from qwen3arena.store import ModelRecord, Store
+from qwen3arena.store import ModelRecord, RunRecord, Store
+from qwen3arena.train import TrainingRunner, export_merged_subprocess
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class Runtime:
     server: VLLMServer | None
     pool: ContestantPool
     arena: Arena
+    runner: TrainingRunner | None = None
+    base_path: str | None = None
     progress: str = "starting"
     error: str | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -43,6 +46,7 @@ class Runtime:
     def _prepare(self) -> None:
         try:
             base_path, adapters = self._resolve_models()
+            self.base_path = base_path
             if self.server is not None:
                 self.server.model_path = base_path
                 self._set_progress("Starting vLLM...")
@@ -77,7 +81,8 @@ class Runtime:
             base_path = settings.model.base
         adapters.update(settings.model.adapters)
         for record in self.store.list_models():
-            if record.kind == "adapter" and record.base_model == settings.model.served_name and record.path:
+            if (record.kind == "adapter" and record.base_model == settings.model.served_name
+                    and record.path and record.metadata.get("arena")):
                 adapters.setdefault(record.name, record.path)
         self.store.upsert_model(_existing_or(self.store, ModelRecord(
             name=settings.model.served_name, kind="base", path=base_path,
@@ -92,8 +97,31 @@ class Runtime:
         self.server.load_adapter(name, str(Path(path).resolve()))
         self.store.upsert_model(_existing_or(self.store, ModelRecord(
             name=name, kind="adapter", base_model=self.settings.model.served_name,
-            path=str(Path(path).resolve()), base_url=self.settings.vllm.base_url, model_id=name)))
+            path=str(Path(path).resolve()), base_url=self.settings.vllm.base_url, model_id=name,
+            metadata={"arena": True})))
         self._add_managed(name)
+
+    def remove_adapter(self, name: str) -> None:
+        """Takes a checkpoint out of the arena (it stays registered, votes stay)."""
+        if self.server is None:
+            raise AdapterError("vLLM serving is disabled in the configuration")
+        self.pool.remove(name)
+        self.server.unload_adapter(name)
+        record = self.store.get_model(name)
+        if record is not None:
+            record.metadata["arena"] = False
+            self.store.upsert_model(record)
+
+    def export_checkpoint(self, name: str) -> Path:
+        """Merged 16-bit copy of a checkpoint under models/exports/, for vLLM or Ollama elsewhere."""
+        record = self.store.get_model(name)
+        if record is None or record.kind != "adapter" or not record.path:
+            raise AdapterError(f"{name!r} is not a registered LoRA checkpoint")
+        out = self.settings.models_dir / "exports" / name
+        export_merged_subprocess(record.path, out)
+        record.metadata["export"] = str(out)
+        self.store.upsert_model(record)
+        return out
 
     def _add_managed(self, name: str) -> None:
         record = self.store.get_model(name)
@@ -112,7 +140,31 @@ class Runtime:
             self.server.start()
             self._set_progress("vLLM restarted")
 
+    def register_checkpoint(self, run: RunRecord) -> str:
+        """A finished (or cleanly stopped) run's adapter becomes a checkpoint with its lineage,
+        and joins the arena at once when the run asked for it and shares the served base."""
+        config = run.config
+        record = _existing_or(self.store, ModelRecord(
+            name=run.name, kind="adapter", base_model=self.settings.model.served_name,
+            path=run.output_dir, metadata={
+                "run_id": run.run_id, "base_path": config["base_model"], "dataset": config["dataset"],
+                "dataset_sha": run.dataset_sha, "parent": run.parent, "round": run.round,
+                "status": run.status, "final_loss": run.metrics.get("final_loss"),
+            }))
+        same_base = self.base_path is not None and Path(config["base_model"]).resolve() == Path(self.base_path).resolve()
+        if not same_base:
+            record.base_model = config["base_model"]
+        self.store.upsert_model(record)
+        if run.join_arena and same_base and self.server is not None:
+            self.add_adapter(run.name, run.output_dir)
+            return f"{run.name} is registered and now in the arena."
+        if run.join_arena:
+            return f"{run.name} is registered; it was trained on another base model, so it cannot join this server."
+        return f"{run.name} is registered."
+
     def shutdown(self) -> None:
+        if self.runner is not None:
+            self.runner.shutdown()
         if self.server is not None:
             self.server.stop()
         self.store.close()
@@ -143,4 +195,6 @@ def create_runtime(settings: Settings) -> Runtime:
         store.upsert_model(_existing_or(store, ModelRecord(
             name=spec.name, kind="endpoint", base_url=spec.base_url, model_id=spec.model_id)))
     arena = Arena(store, pool, settings.arena)
-    return Runtime(settings, store, server, pool, arena)
+    runtime = Runtime(settings, store, server, pool, arena)
+    runtime.runner = TrainingRunner(store, settings.home / "runs", on_finished=runtime.register_checkpoint)
+    return runtime

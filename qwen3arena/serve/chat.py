@@ -8,6 +8,7 @@ answer whether the server separates it (vLLM's reasoning parser: delta.reasoning
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -88,6 +89,13 @@ def public_error(exc: BaseException) -> str:
     return "the answer failed unexpectedly"
 
 
+@functools.lru_cache(maxsize=64)
+def _client(base_url: str, api_key: str, timeout_s: float) -> openai.OpenAI:
+    """One client per endpoint: creating one costs tens of ms (TLS context, connection pool),
+    which every answer's time to first token would otherwise pay."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+
+
 def stream_chat(
     endpoint: Endpoint,
     messages: list[dict[str, Any]],
@@ -96,9 +104,8 @@ def stream_chat(
     timeout_s: float,
 ) -> Iterator[Delta | ChatResult]:
     """Yields a Delta per received chunk, then one ChatResult. Raises ChatError."""
-    client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
-                           timeout=timeout_s, max_retries=0)
-    extra_body: dict[str, Any] = {}
+    client = _client(endpoint.base_url, endpoint.api_key, timeout_s)
+    extra_body: dict[str, Any] = dict(params.extra)
     if enable_thinking is not None:
         extra_body["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
     start = time.perf_counter()

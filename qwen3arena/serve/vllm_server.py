@@ -9,7 +9,6 @@ that the next start uses to clean up after a crash).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import Literal
 import httpx
 
 from qwen3arena.config import VLLMSettings
+from qwen3arena.procs import die_with_parent, running_command, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ class ServerStatus:
     message: str
     log_tail: str
     adapters: tuple[str, ...]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the app process dies, however it dies."""
-    os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class VLLMServer:
@@ -121,7 +112,7 @@ class VLLMServer:
             with open(self.log_path, "w") as log_file:
                 process = subprocess.Popen(
                     self.command(), stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
         except OSError as exc:
             with self._lock:
@@ -259,31 +250,23 @@ class VLLMServer:
         if process is None:
             return
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
                 process.wait(5)
         # engine workers sit in the same group; make sure none outlive the server
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         self._pid_path.unlink(missing_ok=True)
 
     def _kill_stale(self) -> None:
         """Ends a server left behind by an app that crashed (pid file, still a vLLM)."""
         try:
             pid = int(self._pid_path.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        except (FileNotFoundError, ValueError):
             return
-        if b"vllm.entrypoints" in cmdline:
+        if "vllm.entrypoints" in (running_command(pid) or ""):
             log.warning("stopping a vLLM server (pid %s) left by an earlier run", pid)
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             time.sleep(1)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,9 +1,11 @@
 """Persistence: DuckDB file with models, battles and votes (schema in migrations.py)."""
 
 from qwen3arena.store.db import (
+    ACTIVE_RUN_STATES,
     OUTCOMES,
     BattleRecord,
     ModelRecord,
+    RunRecord,
     Outcome,
     Store,
     StoreLocked,
@@ -13,6 +15,6 @@ from qwen3arena.store.db import (
 )
 
 __all__ = [
-    "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked",
+    "ACTIVE_RUN_STATES", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked",
     "VoteRecord", "VoteRejected", "utcnow",
 ]

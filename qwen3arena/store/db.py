@@ -84,6 +84,33 @@ class VoteRecord:
     created_at: datetime
 
 
+RunStatus = Literal["queued", "running", "succeeded", "stopped", "failed", "cancelled", "interrupted"]
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    name: str
+    status: RunStatus
+    config: dict[str, Any]
+    output_dir: str
+    dataset_sha: str | None = None
+    parent: str | None = None
+    round: int | None = None
+    join_arena: bool = False
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    pid: int | None = None
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wandb: str | None = None
+
+
+_RUN_COLUMNS = tuple(RunRecord.__dataclass_fields__)
+_RUN_JSON = ("config", "metrics")
+
 _BATTLE_JSON = (
     "conversation_a", "conversation_b", "thinking_a", "thinking_b",
     "generation_a", "generation_b", "metrics_a", "metrics_b",
@@ -298,6 +325,40 @@ class Store:
         return {name: count for name, count in rows}
 
 
+    # -- training runs ----------------------------------------------------------------------
+
+    def save_run(self, run: RunRecord) -> None:
+        values = [json.dumps(getattr(run, c)) if c in _RUN_JSON else getattr(run, c) for c in _RUN_COLUMNS]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS[1:])
+        with self._lock:
+            self._con.execute(
+                f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
+                f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
+                values,
+            )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        runs = self._runs("WHERE run_id = ?", [run_id])
+        return runs[0] if runs else None
+
+    def list_runs(self, limit: int = 100) -> list[RunRecord]:
+        return self._runs("ORDER BY created_at DESC LIMIT ?", [limit])
+
+    def runs_in_state(self, *states: str) -> list[RunRecord]:
+        marks = ", ".join("?" * len(states))
+        return self._runs(f"WHERE status IN ({marks}) ORDER BY created_at", list(states))
+
+    def _runs(self, where: str, params: list[Any]) -> list[RunRecord]:
+        with self._lock:
+            rows = self._con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where}", params).fetchall()
+        runs = []
+        for row in rows:
+            data = dict(zip(_RUN_COLUMNS, row))
+            for column in _RUN_JSON:
+                data[column] = json.loads(data[column]) if data[column] else {}
+            runs.append(RunRecord(**data))
+        return runs
+
 class _Transaction:
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self._con = con
@@ -308,4 +369,3 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._con.execute("ROLLBACK" if exc_type else "COMMIT")
-

@@ -51,4 +51,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX votes_models ON votes (model_a, model_b);
     """,
+    # 2: training runs (the runner's queue and history, lineage of each checkpoint)
+    """
+    CREATE TABLE runs (
+        run_id       VARCHAR PRIMARY KEY,
+        name         VARCHAR NOT NULL,      -- the checkpoint name the run registers
+        status       VARCHAR NOT NULL,      -- queued | running | succeeded | stopped | failed | cancelled | interrupted
+        config       JSON NOT NULL,         -- LoraTrainConfig as written to run.yaml
+        output_dir   VARCHAR NOT NULL,
+        dataset_sha  VARCHAR,               -- sha256 of the dataset file (lineage)
+        parent       VARCHAR,               -- checkpoint this run continues from, if any
+        round        INTEGER,
+        join_arena   BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at   TIMESTAMPTZ NOT NULL,
+        started_at   TIMESTAMPTZ,
+        finished_at  TIMESTAMPTZ,
+        pid          INTEGER,
+        error        VARCHAR,
+        metrics      JSON,
+        wandb        VARCHAR                -- W&B run URL (online) or local run directory (offline)
+    );
+    """,
 ]

@@ -1,11 +1,18 @@
 """Training: Unsloth LoRA runs of Qwen3 through trl's SFTTrainer, one subprocess per run.
 
-Public surface: LoraTrainConfig (the run's arguments) and run_training_subprocess (what the
-app and the embedded builder call). The run itself lives in sft.py and is started as
-`python -m qwen3arena.train run.yaml`, so Unsloth's patches never touch the app process.
+Public surface: LoraTrainConfig (a run's arguments), TrainingRunner (the app's queue of runs),
+run_training_subprocess (a blocking run, for the embedded builder and scripts), the dataset
+checks, and the merged export. The run itself is `python -m qwen3arena.train run.yaml`, so
+Unsloth's patches never touch the app process.
 """
 
 from qwen3arena.train.config import ALL_PROJECTIONS, LoraTrainConfig
-from qwen3arena.train.launch import TrainingFailed, run_training_subprocess
+from qwen3arena.train.data import DatasetError, file_sha256, load_conversations, render_preview
+from qwen3arena.train.launch import TrainingFailed, export_merged_subprocess, run_training_subprocess
+from qwen3arena.train.runner import RunProgress, RunRejected, TrainingRunner
 
-__all__ = ["ALL_PROJECTIONS", "LoraTrainConfig", "TrainingFailed", "run_training_subprocess"]
+__all__ = [
+    "ALL_PROJECTIONS", "DatasetError", "LoraTrainConfig", "RunProgress", "RunRejected",
+    "TrainingFailed", "TrainingRunner", "export_merged_subprocess", "file_sha256", "load_conversations", "render_preview",
+    "run_training_subprocess",
+]

@@ -1,4 +1,8 @@
-"""`python -m qwen3arena.train run.yaml [--progress events.jsonl]`: one LoRA SFT run."""
+"""Training entry points, each its own process:
+
+  python -m qwen3arena.train RUN.yaml [--progress events.jsonl]   one LoRA SFT run
+  python -m qwen3arena.train export ADAPTER_DIR OUT_DIR           merged 16-bit export
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,23 @@ import time
 from pathlib import Path
 
 from qwen3arena.train.config import LoraTrainConfig
-from qwen3arena.train.sft import DatasetError, run
+from qwen3arena.train.data import DatasetError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qwen3arena.train", description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        return _export(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m qwen3arena.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="run arguments (LoraTrainConfig as YAML)")
     parser.add_argument("--progress", type=Path, help="JSONL file for progress events")
     args = parser.parse_args(argv)
     config = LoraTrainConfig.from_yaml(args.config)
     progress = args.progress or Path(config.output_dir) / "progress.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
+    from qwen3arena.train.sft import run
+
     try:
         metrics = run(config, progress)
     except DatasetError as exc:
@@ -27,15 +37,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:
-        _fail(progress, f"{type(exc).__name__}: {exc}")
+        _fail(progress, _reason(exc))
         raise
     print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}))
     return 0
 
 
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if "out of memory" in text.lower():
+        return "out of memory: lower the batch size or max length, or tick 4-bit. " + text[:300]
+    return text[:1000]
+
+
 def _fail(progress: Path, reason: str) -> None:
     with open(progress, "a") as f:
         f.write(json.dumps({"event": "failed", "time": time.time(), "reason": reason}) + "\n")
+
+
+def _export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qwen3arena.train export")
+    parser.add_argument("adapter", type=Path)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    from qwen3arena.train.export import export_merged
+
+    try:
+        out = export_merged(args.adapter, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 if __name__ == "__main__":

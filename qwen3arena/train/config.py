@@ -19,25 +19,35 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 @dataclass
 class LoraTrainConfig:
-    name: str
-    base_model: str
-    dataset: str
+    """One LoRA SFT run. Field names follow trl/peft where they exist."""
+
+    name: str                      # the checkpoint name this run registers
+    base_model: str                # local directory or hub id
+    dataset: str                   # JSONL / JSON / CSV / Parquet in trl's formats
     output_dir: str
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
     learning_rate: float = 2e-4
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = 0.0
     num_train_epochs: float = 1.0
-    max_steps: int = -1
+    max_steps: int = -1            # > 0 overrides num_train_epochs
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
-    load_in_4bit: bool = False
-    answers_only: bool = True
+    load_in_4bit: bool = False     # QLoRA; needs a CUDA GPU
+    answers_only: bool = True      # loss on the final assistant answer only
+    packing: bool = False          # pack short conversations into full-length rows
+    gradient_checkpointing: bool = True
     warmup_steps: int = 0
     seed: int = 3407
-    report_to: str = "none"
+    wandb: bool = False            # offline (local, syncable) without WANDB_API_KEY
+    wandb_project: str = "qwen3arena"
+    wandb_run_name: str | None = None
+    parent: str | None = None      # checkpoint this round continues from (lineage)
+    round: int | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":

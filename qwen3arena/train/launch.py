@@ -50,3 +50,18 @@ def run_training_subprocess(
         tail = "\n".join(log_path.read_text().splitlines()[-30:])
         raise TrainingFailed(f"training run {config.name!r} failed (exit {code}):\n{tail}")
     return out
+
+
+def export_merged_subprocess(adapter_dir: str | Path, out_dir: str | Path, timeout_s: float = 3600) -> Path:
+    """Runs the merged 16-bit export in its own process (Unsloth patches stay out of the app)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "qwen3arena.train", "export", str(adapter_dir), str(out_dir)],
+        capture_output=True, text=True, timeout=timeout_s,
+        env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+        raise TrainingFailed(f"export of {adapter_dir} failed (exit {result.returncode}):\n{tail}")
+    return out_dir

@@ -8,6 +8,7 @@ from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
 from qwen3arena.ui.arena_tab import build_arena_tab
 from qwen3arena.ui.models_tab import build_models_tab
+from qwen3arena.ui.train_tab import build_train_tab
 
 CSS = """
 #vote-row button { font-size: 1.05em; }
@@ -44,6 +45,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Arena", id="arena"):
                 build_arena_tab(runtime.arena, _examples())
+            if runtime.runner is not None:
+                build_train_tab(runtime)
             build_models_tab(runtime)
     return demo
 

@@ -1,0 +1,129 @@
+"""Ratings at arena scale: 1,000,000 synthetic votes among 20 models, Bradley-Terry with 100
+bootstrap rounds.
+
+Votes are drawn from a Bradley-Terry model with known ratings (15% ties, 5% both_bad, 1%
+identity leaks) and handed over as a pandas DataFrame, the shape a DuckDB query returns
+(``con.execute("SELECT ... FROM votes").df()``). Timed stages:
+  (a) DataFrame -> arrays, filter, aggregate into the (pair, outcome) count tensor
+  (b) the point fit                (c) 100 bootstrap rounds
+  (d) the whole leaderboard via ``rate`` (a + b + c + table)     (e) online Elo, for scale
+Peak memory: tracemalloc peak of a separate, untimed pass through ``rate``, and the process
+maximum resident set size. With --records, also times converting a list of VoteRecord
+(what ``Store.list_votes`` returns); that list alone takes a few hundred MB.
+
+Usage: .venv/bin/python bench/ratings_bench.py [--votes N] [--models M] [--rounds R] [--records]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qwen3arena.ratings import (  # noqa: E402
+    OUTCOMES,
+    bootstrap_bradley_terry,
+    filter_votes,
+    fit_bradley_terry,
+    online_elo,
+    pair_outcome_counts,
+    rate,
+    votes_to_arrays,
+)
+
+
+def synthetic_votes(n_votes: int, n_models: int, seed: int,
+                    tie_rate: float = 0.15, both_bad_rate: float = 0.05,
+                    leak_rate: float = 0.01) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    names = np.array([f"model-{i:02d}" for i in range(n_models)], dtype=object)
+    true = pd.Series(rng.normal(1000.0, 150.0, n_models), index=names)
+    r = true.to_numpy()
+    a = rng.integers(0, n_models, n_votes)
+    b = (a + rng.integers(1, n_models, n_votes)) % n_models
+    p_a = 1.0 / (1.0 + 10.0 ** ((r[b] - r[a]) / 400.0))
+    outcome = np.where(rng.random(n_votes) < p_a, 0, 1)
+    u = rng.random(n_votes)
+    outcome[u < tie_rate + both_bad_rate] = 3
+    outcome[u < tie_rate] = 2
+    df = pd.DataFrame({"model_a": names[a], "model_b": names[b],
+                       "outcome": np.array(OUTCOMES, dtype=object)[outcome],
+                       "identity_leak": rng.random(n_votes) < leak_rate})
+    return df, true
+
+
+def timed(label: str, fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    print(f"{label:<58} {time.perf_counter() - t0:8.3f} s")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--votes", type=int, default=1_000_000)
+    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--records", action="store_true",
+                        help="also time converting a list of VoteRecord objects")
+    args = parser.parse_args()
+
+    df, true = synthetic_votes(args.votes, args.models, args.seed)
+    print(f"{args.votes:,} votes, {args.models} models, {args.rounds} bootstrap rounds; "
+          f"numpy {np.__version__}, pandas {pd.__version__}")
+
+    t0 = time.perf_counter()
+    arrays = timed("(a1) DataFrame -> arrays (votes_to_arrays)", votes_to_arrays, df)
+    kept = timed("(a2) filter (identity leaks out)", filter_votes, arrays)
+    counts = timed("(a3) aggregate -> count tensor (pair_outcome_counts)",
+                   pair_outcome_counts, kept)
+    print(f"{'(a)  convert + filter + aggregate':<58} {time.perf_counter() - t0:8.3f} s")
+    point = timed("(b)  point fit (fit_bradley_terry, incl. re-aggregation)",
+                  fit_bradley_terry, kept)
+    boot = timed(f"(c)  {args.rounds} bootstrap rounds (bootstrap_bradley_terry)",
+                 bootstrap_bradley_terry, kept, rounds=args.rounds, seed=args.seed)
+    table = timed(f"(d)  rate(df): whole leaderboard, {args.rounds} rounds", rate, df,
+                  rounds=args.rounds, seed=args.seed)
+    timed("(e)  online Elo, K=4 (sequential)", online_elo, kept)
+
+    if args.records:
+        from qwen3arena.store import VoteRecord
+
+        when = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        records = [VoteRecord(str(i), str(i), "anon", o, ma, mb, 1, leak, when)
+                   for i, (ma, mb, o, leak) in enumerate(df.itertuples(index=False))]
+        timed(f"(a1') list of {len(records):,} VoteRecord -> arrays", votes_to_arrays, records)
+        del records
+
+    tracemalloc.start()
+    rate(df, rounds=args.rounds, seed=args.seed)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"peak memory: rate() pass {peak / 2**20:.1f} MiB (tracemalloc), "
+          f"process max RSS {maxrss_kb / 1024:.1f} MiB (includes the synthetic data)")
+
+    fitted = point.loc[true.index]
+    centred = true - true.mean() + 1000.0
+    corr = float(np.corrcoef(true.to_numpy(), fitted.to_numpy())[0, 1])
+    slope = float(np.polyfit(centred.to_numpy(), fitted.to_numpy(), 1)[0])
+    same_order = list(fitted.sort_values().index) == list(true.sort_values().index)
+    width = float((boot.quantile(0.975) - boot.quantile(0.025)).mean())
+    print(f"sanity: corr(true, fitted) = {corr:.5f}; slope = {slope:.3f} (ties scored as half "
+          f"wins shrink the scale); same order: {same_order}; mean 95% CI width "
+          f"{width:.2f} points; table rows {len(table)}, "
+          f"votes used {table.n_votes:,} of {len(df):,}; cells {int((counts > 0).sum())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Ratings from arena votes: Bradley-Terry leaderboard with bootstrap intervals, online Elo,
+win-rate and battle-count matrices. Pure functions on numpy arrays of aggregated votes.
+
+Typical use:  ``rate(store.list_votes()).to_frame()``  (identity-leak votes excluded, ties
+half a win, both_bad a tie, mean rating 1000; see ``bradley_terry`` for the details).
+"""
+
+from qwen3arena.ratings.bradley_terry import (
+    DEFAULT_L2,
+    ModelRating,
+    RatingTable,
+    bootstrap_bradley_terry,
+    fit_bradley_terry,
+    rank_from_intervals,
+    rate,
+    rating_table,
+)
+from qwen3arena.ratings.elo import online_elo
+from qwen3arena.ratings.matrices import (
+    OUTCOMES,
+    VoteArrays,
+    battle_count_matrix,
+    filter_votes,
+    pair_outcome_counts,
+    votes_to_arrays,
+    win_rate_matrix,
+)
+
+__all__ = [
+    "DEFAULT_L2", "OUTCOMES", "ModelRating", "RatingTable", "VoteArrays",
+    "battle_count_matrix", "bootstrap_bradley_terry", "filter_votes", "fit_bradley_terry",
+    "online_elo", "pair_outcome_counts", "rank_from_intervals", "rate", "rating_table",
+    "votes_to_arrays", "win_rate_matrix",
+]

@@ -1,0 +1,142 @@
+"""Training data in trl's formats, from JSONL, JSON, CSV or Parquet, checked row by row.
+
+Every problem names the row and what is wrong, and is raised before a run starts, so a
+malformed upload never costs a model load. Rows are normalised to {"messages": [...]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+ROLES = {"system", "user", "assistant"}
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+MIN_ROWS = 2
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be trained on; the message names the row and the problem."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_conversations(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:
+    """Reads and checks a dataset; returns rows as {"messages": [...]}."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DatasetError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
+    rows = [_check_row(row, number, path.name) for number, row in _read(path)]
+    if not rows:
+        raise DatasetError(f"{path.name}: the dataset is empty")
+    if len(rows) < min_rows:
+        raise DatasetError(f"{path.name}: {len(rows)} row(s) is too small to train on (at least {min_rows})")
+    return rows
+
+
+def _read(path: Path) -> Iterable[tuple[int, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DatasetError(f"{path.name}: row {number} is not valid JSON ({exc.msg})") from exc
+        return
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path.name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+        if not isinstance(data, list):
+            raise DatasetError(f"{path.name}: expected a JSON list of rows")
+        yield from enumerate(data, start=1)
+        return
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise DatasetError(f"{path.name}: cannot be read as {suffix[1:].upper()} ({exc})") from exc
+    columns = set(frame.columns)
+    if not ({"messages"} <= columns or {"prompt", "completion"} <= columns):
+        raise DatasetError(f"{path.name}: expected a 'messages' column or 'prompt' and 'completion' "
+                           f"columns; found {sorted(map(str, columns))}")
+    for number, record in enumerate(frame.to_dict(orient="records"), start=2 if suffix == ".csv" else 1):
+        if isinstance(record.get("messages"), str):
+            try:
+                record["messages"] = json.loads(record["messages"])
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path.name}: row {number}: 'messages' is not valid JSON ({exc.msg})") from exc
+        elif hasattr(record.get("messages"), "tolist"):
+            record["messages"] = [dict(m) for m in record["messages"].tolist()]
+        yield number, record
+
+
+def _check_row(row: Any, number: int, name: str) -> dict[str, Any]:
+    where = f"{name}: row {number}"
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected an object with 'messages' or 'prompt' and 'completion'")
+    if row.get("messages") is not None:
+        messages = row["messages"]
+        _check_messages(messages, where)
+        if messages[-1]["role"] != "assistant":
+            raise DatasetError(f"{where}: the last message must be the assistant's answer")
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+    if "prompt" in row and "completion" in row:
+        prompt, completion = row["prompt"], row["completion"]
+        if isinstance(prompt, str) and isinstance(completion, str):
+            if not prompt.strip() or not completion.strip():
+                raise DatasetError(f"{where}: empty prompt or completion")
+            return {"messages": [{"role": "user", "content": prompt},
+                                 {"role": "assistant", "content": completion}]}
+        _check_messages(prompt, where + " (prompt)")
+        _check_messages(completion, where + " (completion)")
+        if completion[-1]["role"] != "assistant":
+            raise DatasetError(f"{where}: the completion must end with an assistant message")
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in prompt + completion]}
+    raise DatasetError(f"{where}: expected 'messages', or 'prompt' and 'completion'; found {sorted(row)}")
+
+
+def _check_messages(messages: Any, where: str) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"{where}: 'messages' must be a non-empty list")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise DatasetError(f"{where}: message {i} needs a role of system, user or assistant")
+        if not isinstance(message.get("content"), str) or not message["content"].strip():
+            raise DatasetError(f"{where}: message {i} ({message.get('role')}) needs non-empty text content")
+
+
+def split_for_training(rows: list[dict[str, Any]], answers_only: bool) -> list[dict[str, Any]]:
+    """answers_only: prompt/completion pairs, so trl computes the loss on the last answer only."""
+    if not answers_only:
+        return rows
+    return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
+
+
+def render_preview(rows: list[dict[str, Any]], tokenizer: Any, answers_only: bool,
+                   limit: int = 3) -> list[tuple[str, str]]:
+    """(masked, trained) text per row as the model sees it: the chat template applied; with
+    answers_only the prompt part carries no loss."""
+    previews = []
+    for row in rows[:limit]:
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
+        if answers_only and full.startswith(prompt):
+            previews.append((prompt, full[len(prompt):]))
+        else:
+            previews.append(("", full))
+    return previews

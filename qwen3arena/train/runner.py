@@ -1,0 +1,309 @@
+"""Owns training subprocesses: a queue, one run at a time, stop, progress, recovery.
+
+The runner lives in the app process, not in a browser session: a run keeps going when the
+page closes, and any page re-attaches by reading the runner's state. Progress comes from the
+run's JSONL event file, never from a pipe someone must drain. Runs die with the app
+(PR_SET_PDEATHSIG turns that into a clean stop that saves the adapter); on the next start,
+runs the store still calls "running" are marked interrupted.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from qwen3arena.procs import die_with_parent, running_command, signal_group
+from qwen3arena.store import RunRecord, Store, utcnow
+from qwen3arena.train.config import LoraTrainConfig
+from qwen3arena.train.data import file_sha256, load_conversations
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class RunRejected(ValueError):
+    """The run cannot be queued; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What a page shows of a run: status, the step events so far, the log tail."""
+
+    run: RunRecord
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    log_tail: str = ""
+    stopping: bool = False
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def fraction(self) -> float:
+        if self.run.status == "succeeded":
+            return 1.0
+        last = self.last
+        return min(last["step"] / max(last["total"], 1), 1.0) if last else 0.0
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line being written right now
+    return events
+
+
+class TrainingRunner:
+    def __init__(self, store: Store, runs_dir: Path,
+                 on_finished: Callable[[RunRecord], None] | None = None,
+                 stop_timeout_s: float = 60.0, env: dict[str, str] | None = None,
+                 autostart: bool = True):
+        self.store = store
+        self.runs_dir = runs_dir
+        self.on_finished = on_finished
+        self.stop_timeout_s = stop_timeout_s
+        self.env = env or {}
+        self._queue: collections.deque[str] = collections.deque()
+        self._process: subprocess.Popen | None = None
+        self._current: str | None = None
+        self._stopping: set[str] = set()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        if autostart:
+            self.start()
+
+    def start(self) -> None:
+        """Starts the worker that runs queued runs one at a time."""
+        threading.Thread(target=self._work, daemon=True, name="training-runner").start()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def submit(self, config: LoraTrainConfig, join_arena: bool = False,
+               taken_names: set[str] | None = None) -> RunRecord:
+        """Checks the run (name, dataset, base model) and queues it; nothing starts on error."""
+        if not NAME_PATTERN.match(config.name or ""):
+            raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        active = {r.name for r in self.store.runs_in_state("queued", "running")}
+        if config.name in active:
+            raise RunRejected(f"A run named {config.name!r} is already queued or running.")
+        if config.name in (taken_names or set()):
+            raise RunRejected(f"A checkpoint named {config.name!r} exists; choose another name.")
+        base = Path(config.base_model).expanduser()
+        if config.base_model.startswith(("/", ".", "~")) and not (base / "config.json").exists():
+            raise RunRejected(f"Base model {config.base_model!r}: no model there (config.json missing).")
+        if config.max_steps <= 0 and config.num_train_epochs <= 0:
+            raise RunRejected("Set epochs above 0 or max steps above 0.")
+        rows = load_conversations(config.dataset)  # DatasetError names the row
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        output_dir = self.runs_dir / run_id
+        config = replace(config, output_dir=str(output_dir))
+        record = RunRecord(
+            run_id=run_id, name=config.name, status="queued", config=_asdict(config),
+            output_dir=str(output_dir), dataset_sha=file_sha256(config.dataset),
+            parent=config.parent, round=config.round, join_arena=join_arena,
+            metrics={"rows": len(rows)},
+        )
+        output_dir.mkdir(parents=True)
+        config.to_yaml(output_dir / "run.yaml")
+        with self._lock:
+            self.store.save_run(record)
+            self._queue.append(run_id)
+        self._wake.set()
+        return record
+
+    def command(self, run_id: str) -> list[str]:
+        """The equivalent command line (what the runner executes)."""
+        run_dir = self.runs_dir / run_id
+        return [sys.executable, "-m", "qwen3arena.train", str(run_dir / "run.yaml"),
+                "--progress", str(run_dir / "progress.jsonl")]
+
+    def stop(self, run_id: str) -> str:
+        """Queued: cancelled. Running: a clean stop (SIGTERM), forced after stop_timeout_s."""
+        with self._lock:
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+                run = self.store.get_run(run_id)
+                self.store.save_run(replace(run, status="cancelled", finished_at=utcnow()))
+                return "Cancelled before it started."
+            if run_id != self._current or self._process is None:
+                return "This run is not running."
+            if run_id in self._stopping:
+                return "Already stopping: the run finishes its current step and saves the adapter."
+            self._stopping.add(run_id)
+            process = self._process
+        process.send_signal(signal.SIGTERM)
+        threading.Thread(target=self._force_stop, args=(process, run_id), daemon=True).start()
+        return "Stopping: the run finishes its current step and saves the adapter trained so far."
+
+    def progress(self, run_id: str) -> RunProgress | None:
+        run = self.store.get_run(run_id)
+        if run is None:
+            return None
+        run_dir = Path(run.output_dir)
+        steps = [e for e in read_events(run_dir / "progress.jsonl") if e.get("event") == "step"]
+        try:
+            tail = "\n".join((run_dir / "train.log").read_text(errors="replace").splitlines()[-25:])
+        except FileNotFoundError:
+            tail = ""
+        return RunProgress(run, steps, tail, run_id in self._stopping)
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        return self.store.list_runs(limit)
+
+    def current(self) -> str | None:
+        return self._current
+
+    def queued(self) -> list[str]:
+        with self._lock:
+            return list(self._queue)
+
+    def wait(self, run_id: str, timeout: float = 600) -> RunRecord:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.store.get_run(run_id)
+            if run and run.status not in ("queued", "running"):
+                return run
+            time.sleep(0.5)
+        raise TimeoutError(f"run {run_id} still active after {timeout} s")
+
+    def recover(self) -> list[str]:
+        """Runs an earlier app process left behind: running ones are interrupted (their
+        process is told to stop and save), queued ones are queued again."""
+        notes = []
+        for run in self.store.runs_in_state("running", "queued"):
+            if run.status == "queued":
+                self._queue.append(run.run_id)
+                continue
+            if run.pid and "qwen3arena.train" in (running_command(run.pid) or ""):
+                signal_group(run.pid, signal.SIGTERM)
+            saved = (Path(run.output_dir) / "adapter_config.json").exists()
+            error = "the app stopped while this run was running" + (
+                "; the adapter trained so far was saved" if saved else "")
+            self.store.save_run(replace(run, status="interrupted", finished_at=utcnow(), error=error))
+            notes.append(run.run_id)
+        return notes
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Asks the current run to stop cleanly (it saves its adapter)."""
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                signal_group(process.pid, signal.SIGKILL)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._closed:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while not self._closed:
+                with self._lock:
+                    if not self._queue:
+                        break
+                    run_id = self._queue.popleft()
+                    self._current = run_id
+                try:
+                    self._run(run_id)
+                except Exception as exc:  # the runner must survive any one run
+                    log.exception("run %s", run_id)
+                    run = self.store.get_run(run_id)
+                    if run is not None:
+                        self.store.save_run(replace(run, status="failed", error=f"runner error: {exc}",
+                                                    finished_at=utcnow()))
+                finally:
+                    with self._lock:
+                        self._current, self._process = None, None
+                        self._stopping.discard(run_id)
+
+    def _run(self, run_id: str) -> None:
+        run = self.store.get_run(run_id)
+        run_dir = Path(run.output_dir)
+        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), **self.env}
+        with open(run_dir / "train.log", "w") as log_file:
+            process = subprocess.Popen(self.command(run_id), stdout=log_file, stderr=subprocess.STDOUT,
+                                       env=env, preexec_fn=die_with_parent)
+        with self._lock:
+            self._process = process
+        run = replace(run, status="running", started_at=utcnow(), pid=process.pid)
+        self.store.save_run(run)
+        wandb_seen = False
+        while process.poll() is None:
+            time.sleep(0.5)
+            if not wandb_seen:
+                for event in read_events(run_dir / "progress.jsonl"):
+                    if event.get("event") == "wandb":
+                        run = replace(run, wandb=event.get("url") or event.get("dir"))
+                        self.store.save_run(run)
+                        wandb_seen = True
+        self._finish(run, process.returncode)
+
+    def _finish(self, run: RunRecord, code: int) -> None:
+        events = read_events(Path(run.output_dir) / "progress.jsonl")
+        final = next((e for e in reversed(events) if e.get("event") in ("done", "stopped", "failed")), None)
+        steps = [e for e in events if e.get("event") == "step"]
+        metrics = {**run.metrics, "losses": [e["loss"] for e in steps],
+                   "steps": steps[-1]["step"] if steps else 0}
+        saved = (Path(run.output_dir) / "adapter_config.json").exists()
+        if code == 0 and final and final["event"] == "done":
+            status, error = "succeeded", None
+        elif final and final["event"] == "stopped" or (run.run_id in self._stopping and saved):
+            status, error = "stopped", None if saved else "stopped before the first step; no adapter"
+        elif final and final["event"] == "failed":
+            status, error = "failed", final.get("reason")
+        elif code in (-signal.SIGKILL, 137):
+            status, error = "failed", "killed (out of memory, or a forced stop)"
+        else:
+            tail = (Path(run.output_dir) / "train.log").read_text(errors="replace").splitlines()[-5:]
+            status, error = "failed", f"exit code {code}: " + " | ".join(tail)
+        if final and final["event"] in ("done", "stopped"):
+            metrics.update({k: v for k, v in final.items() if k not in ("event", "time")})
+        run = replace(run, status=status, error=error, finished_at=utcnow(), metrics=metrics)
+        self.store.save_run(run)
+        if saved and status in ("succeeded", "stopped") and self.on_finished is not None:
+            try:
+                self.on_finished(run)
+            except Exception as exc:
+                log.exception("registering checkpoint of run %s", run.run_id)
+                self.store.save_run(replace(run, error=f"trained, but registering the checkpoint failed: {exc}"))
+
+    def _force_stop(self, process: subprocess.Popen, run_id: str) -> None:
+        try:
+            process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("run %s ignored SIGTERM for %.0f s; killing it", run_id, self.stop_timeout_s)
+            signal_group(process.pid, signal.SIGKILL)
+
+
+def _asdict(config: LoraTrainConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(config)

@@ -1,0 +1,70 @@
+"""Dataset checks: every problem names the row and what is wrong, before anything starts."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from qwen3arena.train import DatasetError, load_conversations
+
+GOOD = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_messages_and_prompt_completion_rows_are_normalised(tmp_path):
+    rows = load_conversations(write_jsonl(tmp_path / "d.jsonl", [
+        GOOD,
+        {"prompt": "hi", "completion": "hello"},
+        {"prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x"}],
+         "completion": [{"role": "assistant", "content": "y"}]},
+    ]))
+    assert [len(r["messages"]) for r in rows] == [2, 2, 3]
+    assert rows[1]["messages"][1] == {"role": "assistant", "content": "hello"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"messages": [', "row 2 is not valid JSON"),
+    ({"messages": [{"role": "user", "content": "q"}]}, "row 2: the last message must be the assistant"),
+    ({"messages": [{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]}, "row 2: message 0 needs a role"),
+    ({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}, "row 2: message 0 (user) needs non-empty"),
+    ({"question": "q", "answer": "a"}, "row 2: expected 'messages', or 'prompt' and 'completion'"),
+    ({"prompt": "q", "completion": " "}, "row 2: empty prompt or completion"),
+])
+def test_a_bad_row_is_named(tmp_path, bad, message):
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_conversations(write_jsonl(tmp_path / "d.jsonl", [GOOD, bad, GOOD]))
+
+
+def test_empty_too_small_and_unknown_files(tmp_path):
+    with pytest.raises(DatasetError, match="empty"):
+        load_conversations(write_jsonl(tmp_path / "e.jsonl", []))
+    with pytest.raises(DatasetError, match="too small"):
+        load_conversations(write_jsonl(tmp_path / "s.jsonl", [GOOD]))
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(DatasetError, match="unsupported file type"):
+        load_conversations(tmp_path / "d.txt")
+    with pytest.raises(DatasetError, match="no such file"):
+        load_conversations(tmp_path / "missing.jsonl")
+
+
+def test_csv_and_parquet(tmp_path):
+    pd.DataFrame({"prompt": ["a", "b"], "completion": ["c", "d"]}).to_csv(tmp_path / "d.csv", index=False)
+    assert len(load_conversations(tmp_path / "d.csv")) == 2
+    pd.DataFrame({"text": ["a", "b"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DatasetError, match="expected a 'messages' column"):
+        load_conversations(tmp_path / "bad.csv")
+    pd.DataFrame({"messages": [GOOD["messages"], GOOD["messages"]]}).to_parquet(tmp_path / "d.parquet")
+    assert load_conversations(tmp_path / "d.parquet")[0] == GOOD
+
+
+def test_the_shipped_datasets_are_valid():
+    from qwen3arena.config import REPO_ROOT
+
+    for path in (REPO_ROOT / "data" / "sft").glob("*.jsonl"):
+        assert len(load_conversations(path)) > 100

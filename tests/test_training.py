@@ -1,0 +1,127 @@
+"""Real Unsloth LoRA runs on the CPU through the runner the Train tab uses."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from qwen3arena.config import GenerationParams, REPO_ROOT
+from qwen3arena.serve import ChatResult, Endpoint, stream_chat
+from qwen3arena.store import RunRecord, Store
+from qwen3arena.train import DatasetError, LoraTrainConfig, RunRejected, TrainingRunner
+
+CONCISE = str(REPO_ROOT / "data" / "sft" / "kitchen_concise.jsonl")
+
+
+def config(runtime, name: str, **overrides) -> LoraTrainConfig:
+    values = dict(name=name, base_model=runtime.base_path, dataset=CONCISE, output_dir="",
+                  max_steps=30, learning_rate=3e-3, per_device_train_batch_size=16, max_length=256, seed=1)
+    values.update(overrides)
+    return LoraTrainConfig(**values)
+
+
+def wait_for_step(runner: TrainingRunner, run_id: str, step: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = runner.progress(run_id)
+        if progress.last and progress.last["step"] >= step:
+            return
+        if progress.run.status not in ("queued", "running"):
+            raise AssertionError(f"run ended early: {progress.run.status} {progress.run.error}")
+        time.sleep(0.5)
+    raise AssertionError("no progress")
+
+
+def test_a_run_trains_reports_progress_registers_and_joins_the_arena(runtime):
+    runner = runtime.runner
+    run = runner.submit(config(runtime, "test-round-1"), join_arena=True)
+    finished = runner.wait(run.run_id, timeout=600)
+    assert finished.status == "succeeded", finished.error
+    progress = runner.progress(run.run_id)
+    steps = progress.steps
+    assert [e["step"] for e in steps] == list(range(1, 31))
+    assert all(e["total"] == 30 and e["remaining_s"] >= 0 and e["tokens_per_s"] > 0 for e in steps)
+    losses = [e["loss"] for e in steps]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses  # it learns
+    out = Path(finished.output_dir)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.yaml",
+                 "metrics.json"):
+        assert (out / name).exists(), name
+    model = runtime.store.get_model("test-round-1")
+    assert model.kind == "adapter" and model.metadata["dataset_sha"] == finished.dataset_sha
+    assert model.metadata["run_id"] == run.run_id
+    # joined the running vLLM server without a restart, and answers
+    assert "test-round-1" in {c.name for c in runtime.pool.available()}
+    answer = None
+    for event in stream_chat(Endpoint(runtime.server.base_url, "test-round-1"),
+                             [{"role": "user", "content": "Can I freeze milk?"}],
+                             GenerationParams(temperature=0, max_tokens=30), False, 60):
+        if isinstance(event, ChatResult):
+            answer = event.content
+    assert answer
+    runtime.remove_adapter("test-round-1")
+    assert "test-round-1" not in runtime.pool.names()
+    with pytest.raises(RunRejected, match="exists"):
+        runner.submit(config(runtime, "test-round-1"), taken_names={m.name for m in runtime.store.list_models()})
+
+
+def test_stop_keeps_the_adapter_trained_so_far(runtime):
+    runner = runtime.runner
+    run = runner.submit(config(runtime, "test-stopped", max_steps=5000))
+    wait_for_step(runner, run.run_id, 3)
+    assert "Stopping" in runner.stop(run.run_id)
+    assert "Already stopping" in runner.stop(run.run_id)  # a second press is harmless
+    finished = runner.wait(run.run_id, timeout=120)
+    assert finished.status == "stopped", finished.error
+    assert 3 <= finished.metrics["steps"] < 5000
+    assert (Path(finished.output_dir) / "adapter_config.json").exists()
+    assert runtime.store.get_model("test-stopped").metadata["status"] == "stopped"
+
+
+def test_a_crash_is_reported_and_the_runner_goes_on(runtime, tmp_path):
+    runner = runtime.runner
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    bad = runner.submit(config(runtime, "test-crash", base_model=str(broken)))
+    good = runner.submit(config(runtime, "test-after-crash", max_steps=3))
+    assert runner.store.get_run(good.run_id).status == "queued"  # one run at a time
+    crashed = runner.wait(bad.run_id, timeout=300)
+    assert crashed.status == "failed" and crashed.error
+    assert runtime.store.get_model("test-crash") is None
+    assert runner.wait(good.run_id, timeout=300).status == "succeeded"
+
+
+def test_four_bit_on_a_cpu_fails_with_a_clear_reason(runtime):
+    run = runtime.runner.submit(config(runtime, "test-4bit", load_in_4bit=True))
+    finished = runtime.runner.wait(run.run_id, timeout=300)
+    assert finished.status == "failed" and "needs a CUDA GPU" in finished.error
+
+
+def test_bad_requests_start_nothing(runtime, tmp_path):
+    runner = runtime.runner
+    before = len(runner.runs())
+    bad_data = tmp_path / "bad.jsonl"
+    bad_data.write_text('{"messages": [{"role": "user", "content": "q"}]}\n' * 3)
+    with pytest.raises(DatasetError, match="row 1"):
+        runner.submit(config(runtime, "x1", dataset=str(bad_data)))
+    with pytest.raises(RunRejected, match="Checkpoint name"):
+        runner.submit(config(runtime, "bad name!"))
+    with pytest.raises(RunRejected, match="no model there"):
+        runner.submit(config(runtime, "x2", base_model=str(tmp_path / "nothing")))
+    assert len(runner.runs()) == before
+
+
+def test_runs_orphaned_by_an_app_restart_are_marked(tmp_path):
+    store = Store(tmp_path / "db.duckdb")
+    store.save_run(RunRecord("r-old", "old", "running", {}, str(tmp_path / "r-old"), pid=999_999_999))
+    store.save_run(RunRecord("r-queued", "queued-one", "queued", {}, str(tmp_path / "r-queued")))
+    runner = TrainingRunner(store, tmp_path / "runs", env={}, autostart=False)
+    old = store.get_run("r-old")
+    assert old.status == "interrupted" and "app stopped" in old.error
+    assert runner.queued() == ["r-queued"]  # queued work is not lost
+    runner.shutdown()
+    store.close()
