@@ -113,17 +113,26 @@ def main() -> None:
     print(f"peak memory: rate() pass {peak / 2**20:.1f} MiB (tracemalloc), "
           f"process max RSS {maxrss_kb / 1024:.1f} MiB (includes the synthetic data)")
 
-    fitted = point.loc[true.index]
     centred = true - true.mean() + 1000.0
-    corr = float(np.corrcoef(true.to_numpy(), fitted.to_numpy())[0, 1])
-    slope = float(np.polyfit(centred.to_numpy(), fitted.to_numpy(), 1)[0])
-    same_order = list(fitted.sort_values().index) == list(true.sort_values().index)
-    width = float((boot.quantile(0.975) - boot.quantile(0.025)).mean())
-    print(f"sanity: corr(true, fitted) = {corr:.5f}; slope = {slope:.3f} (ties scored as half "
-          f"wins shrink the scale); same order: {same_order}; mean 95% CI width "
-          f"{width:.2f} points; table rows {len(table)}, "
-          f"votes used {table.n_votes:,} of {len(df):,}; cells {int((counts > 0).sum())}")
 
+    def agreement(fitted: pd.Series) -> str:
+        fitted = fitted.loc[true.index]
+        corr = float(np.corrcoef(centred.to_numpy(), fitted.to_numpy())[0, 1])
+        slope = float(np.polyfit(centred.to_numpy(), fitted.to_numpy(), 1)[0])
+        swaps = int(sum(1 for i in range(len(true)) for j in range(len(true))
+                        if centred.iloc[i] > centred.iloc[j] and fitted.iloc[i] < fitted.iloc[j]))
+        return (f"corr(true, fitted) = {corr:.5f}, slope {slope:.3f}, "
+                f"max |fitted - true| {float((fitted - centred).abs().max()):.2f}, "
+                f"order swaps {swaps}")
+
+    gap = float(np.diff(np.sort(true.to_numpy())).min())
+    width = float((boot.quantile(0.975) - boot.quantile(0.025)).mean())
+    decisive = fit_bradley_terry(filter_votes(kept, exclude_ties=True, exclude_both_bad=True))
+    print(f"sanity, all votes (ties as half wins, which shrinks the scale): {agreement(point)}")
+    print(f"sanity, decisive votes only (the model the data came from): {agreement(decisive)}")
+    print(f"sanity: smallest gap between true ratings {gap:.2f}; mean 95% CI width {width:.2f}; "
+          f"table rows {len(table)}, votes used {table.n_votes:,} of {len(df):,}; "
+          f"nonzero cells {int((counts > 0).sum())}")
 
 if __name__ == "__main__":
     main()

@@ -86,3 +86,31 @@ def test_a_blind_battle_in_the_browser(browser, app_url, runtime):
     page.wait_for_function("!document.body.innerText.includes('Thanks for voting')", timeout=30_000)
     assert _leaks(page.locator("#chat-a").inner_text() + page.locator("#chat-b").inner_text()) == []
     page.close()
+
+
+def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Train").click()
+    page.wait_for_function(
+        "document.querySelector('#train-base input') && document.querySelector('#train-base input').value.length > 0",
+        timeout=30_000)
+    page.locator("#train-name textarea, #train-name input").first.fill("browser-run")
+    page.get_by_text("Hyperparameters").click()
+    steps = page.locator("#train-max-steps input").first
+    steps.fill("12")
+    page.get_by_label("Join the arena when the run finishes").uncheck()
+    page.locator("#train-preview").click()
+    page.locator("text=rows, all valid").wait_for(timeout=60_000)
+    page.locator("#train-start").click()
+    page.locator("text=queued").first.wait_for(timeout=30_000)
+    page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=300_000)
+    status = page.locator("#train-status").inner_text()
+    assert "step 12/12" in status
+    # the loss curve is drawn (a vega chart with a line mark)
+    page.locator("#train-loss canvas, #train-loss svg").first.wait_for(timeout=30_000)
+    page.locator("#checkpoints-refresh").click()
+    page.locator("#checkpoints").get_by_text("browser-run").first.wait_for(timeout=30_000)
+    assert runtime.store.get_model("browser-run").kind == "adapter"
+    page.screenshot(path=str(runtime.settings.home / "train-tab.png"), full_page=True)
+    page.close()

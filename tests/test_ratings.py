@@ -101,8 +101,9 @@ def test_both_bad_is_a_tie_when_the_option_is_on_and_ignored_when_off():
     # kept as its own outcome in the table either way
     for option in (True, False):
         rows = {r.model: r for r in rating_table(v, rounds=20, both_bad_as_tie=option, l2=TINY)}
-        assert (rows["A"].wins, rows["A"].losses, rows["A"].ties, rows["A"].both_bad) == (3, 1, 0, 2)
-        assert rows["A"].votes == 6 and rows["A"].win_rate == pytest.approx(0.75)
+        a = rows["A"]
+        assert (a.wins, a.losses, a.ties, a.both_bad) == (3, 1, 0, 2)
+        assert a.votes == 6 and a.win_rate == pytest.approx(0.75)
         assert rows["B"].both_bad == 2 and rows["B"].wins == 1
     # and can be dropped entirely
     assert len(filter_votes(v, exclude_both_bad=True)) == 4
@@ -143,6 +144,8 @@ def test_records_frames_and_duckdb_convert_alike():
     assert votes_to_arrays(frame(*triples), models=["Z", "C"]).models == ("Z", "C", "A", "B")
     with pytest.raises(ValueError, match="unknown vote outcome"):
         votes_to_arrays(frame(("A", "B", "draw")))
+    with pytest.raises(ValueError, match="no model name"):
+        votes_to_arrays(frame(("A", None, "tie")))
     with pytest.raises(ValueError, match="against itself"):
         votes_to_arrays(frame(("A", "A", "tie")))
 

@@ -35,7 +35,6 @@ from scipy.special import expit
 
 from qwen3arena.ratings.matrices import (
     BOTH_BAD,
-    MODEL_A,
     MODEL_B,
     TIE,
     VoteArrays,
@@ -75,9 +74,11 @@ def _fit_strengths(W: np.ndarray, l2: float, max_iter: int = 200,
         V = N * P * Q
         H = eye * (V.sum(axis=2) + l2)[:, :, None] - V  # minus the Hessian: positive definite
         step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
-        if np.abs(step).max() < tol:
+        slope = (grad * step).sum(axis=1)  # Newton decrement: twice the gain still on offer
+        # done when the step is tiny, or when what is left to gain is below rounding (in
+        # nearly flat directions, e.g. an undefeated model with a tiny l2, the step is noise)
+        if ((np.abs(step).max(axis=1) < tol) | (slope <= 1e-15 * (1.0 + np.abs(f)))).all():
             break
-        slope = (grad * step).sum(axis=1)
         t = np.ones(R)
         for _ in range(60):
             s_new = s + t[:, None] * step
@@ -242,8 +243,13 @@ class RatingTable:
         return iter(self.rows)
 
     def to_frame(self) -> pd.DataFrame:
-        columns = list(ModelRating.__dataclass_fields__)
-        return pd.DataFrame([asdict(r) for r in self.rows], columns=columns)
+        frame = pd.DataFrame([asdict(r) for r in self.rows], columns=list(_COLUMN_TYPES))
+        return frame.astype(_COLUMN_TYPES)  # typed even when empty
+
+
+_COLUMN_TYPES = {"model": object, "rating": float, "lower": float, "upper": float,
+                 "rank": int, "votes": int, "wins": int, "losses": int, "ties": int,
+                 "both_bad": int, "win_rate": float}
 
 
 def rating_table(votes: VoteArrays, *, rounds: int = 100, seed: int | None = 0,

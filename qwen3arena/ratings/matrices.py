@@ -60,33 +60,37 @@ def votes_to_arrays(votes: Iterable["VoteRecord"] | pd.DataFrame | Any,
                 else np.zeros(len(votes), dtype=bool))
     else:
         rows = list(votes)
-        col_a = [v.model_a for v in rows]
-        col_b = [v.model_b for v in rows]
-        col_o = [v.outcome for v in rows]
+        col_a = np.array([v.model_a for v in rows], dtype=object)
+        col_b = np.array([v.model_b for v in rows], dtype=object)
+        col_o = np.array([v.outcome for v in rows], dtype=object)
         leak = np.fromiter((bool(v.identity_leak) for v in rows), dtype=bool, count=len(rows))
 
     names = list(models or ())
     if len(set(names)) != len(names):
         raise ValueError("models has duplicate names")
-    seen = pd.unique(np.concatenate([np.asarray(col_a, dtype=object),
-                                     np.asarray(col_b, dtype=object)]))
-    known = set(names)
-    names += sorted(str(m) for m in seen if m not in known)
-
-    a = pd.Categorical(col_a, categories=names).codes.astype(np.int32)
-    b = pd.Categorical(col_b, categories=names).codes.astype(np.int32)
-    if (a < 0).any() or (b < 0).any():
+    # factorize each column once (fast on a million rows), then map the few distinct values
+    codes_a, seen_a = pd.factorize(col_a)
+    codes_b, seen_b = pd.factorize(col_b)
+    if (codes_a < 0).any() or (codes_b < 0).any():
         raise ValueError("a vote has no model name")
-    found = pd.Categorical(col_o)  # categories = the distinct outcomes, so few look-ups
-    bad = sorted(str(o) for o in found.categories if o not in OUTCOMES)
-    if bad or (found.codes < 0).any():
+    known = set(names)
+    names += sorted({str(m) for m in (*seen_a, *seen_b)} - known)
+    position = {name: i for i, name in enumerate(names)}
+    a = _recode(codes_a, [position[str(m)] for m in seen_a], np.int32)
+    b = _recode(codes_b, [position[str(m)] for m in seen_b], np.int32)
+    codes_o, seen_o = pd.factorize(col_o)
+    bad = sorted(str(o) for o in seen_o if o not in OUTCOMES)
+    if bad or (codes_o < 0).any():
         raise ValueError(f"unknown vote outcome(s): {bad or ['<missing>']}; "
                          f"expected one of {OUTCOMES}")
-    lookup = np.array([OUTCOMES.index(o) for o in found.categories], dtype=np.int8)
-    outcome = lookup[found.codes] if len(lookup) else np.zeros(0, dtype=np.int8)
+    outcome = _recode(codes_o, [OUTCOMES.index(o) for o in seen_o], np.int8)
     if (a == b).any():
         raise ValueError("a vote pits a model against itself")
     return VoteArrays(tuple(names), a, b, outcome, leak)
+
+
+def _recode(codes: np.ndarray, lookup: list[int], dtype: type) -> np.ndarray:
+    return np.asarray(lookup, dtype=dtype)[codes] if lookup else np.zeros(0, dtype=dtype)
 
 
 def filter_votes(votes: VoteArrays, *, exclude_identity_leak: bool = True,
