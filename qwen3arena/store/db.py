@@ -145,6 +145,12 @@ class Store:
         with self._lock:
             self._con.close()
 
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Runs one statement under the store's lock; for other packages' own tables
+        (judge, evals), which own their SQL next to their logic."""
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
     # -- schema -----------------------------------------------------------------------------
 
     def _migrate(self) -> None:

@@ -72,4 +72,67 @@ MIGRATIONS: list[str] = [
         wandb        VARCHAR                -- W&B run URL (online) or local run directory (offline)
     );
     """,
+    # 3: LLM-judge verdicts (qwen3arena/judge): judge_games caches every paid judge reply,
+    # judgements links each judged game to its battle or prompt-set item
+    """
+    CREATE TABLE judge_games (
+        cache_key          VARCHAR PRIMARY KEY,  -- sha256(judge model, prompt version, both conversations
+                                                 -- in canonical order, which one was shown as Assistant A)
+        judge_model        VARCHAR NOT NULL,
+        prompt_version     VARCHAR NOT NULL,     -- qwen3arena.judge.prompts.PROMPT_VERSION
+        verdict            VARCHAR CHECK (verdict IN ('A>>B', 'A>B', 'A=B', 'B>A', 'B>>A')),
+                                                 -- in the positions the judge saw; NULL: no verdict tag
+        error              VARCHAR,              -- why verdict is NULL (never read as a tie)
+        reply              VARCHAR NOT NULL,     -- the judge's raw reply
+        prompt_tokens      INTEGER,              -- usage as the server reported it (cost of this reply)
+        completion_tokens  INTEGER,
+        duration_s         DOUBLE,
+        created_at         TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE judgements (
+        judgement_id    VARCHAR PRIMARY KEY,     -- sha256(battle/prompt, models, judge model, prompt
+                                                 -- version, game): judging again replaces the row
+        battle_id       VARCHAR,                 -- the arena battle judged, or
+        prompt_id       VARCHAR,                 -- the prompt-set item judged ("set/id")
+        model_a         VARCHAR NOT NULL,        -- battle model_a, or the candidate
+        model_b         VARCHAR NOT NULL,        -- battle model_b, or the baseline
+        game            INTEGER NOT NULL CHECK (game IN (1, 2)),
+                                                 -- 1: model_a shown as Assistant A; 2: positions swapped
+        judge_model     VARCHAR NOT NULL,
+        prompt_version  VARCHAR NOT NULL,
+        cache_key       VARCHAR,                 -- the judge_games reply; NULL: the request failed
+        outcome         VARCHAR CHECK (outcome IN ('model_a', 'model_b', 'tie')),
+                                                 -- this game for the pair; NULL: excluded (see error)
+        weight          INTEGER NOT NULL,        -- 3 for a strong verdict ([[A>>B]]), 1 otherwise, 0 excluded
+        error           VARCHAR,                 -- no verdict tag, or the failed request (not cached:
+                                                 -- judging again retries it)
+        created_at      TIMESTAMPTZ NOT NULL,
+        CHECK ((battle_id IS NULL) <> (prompt_id IS NULL))
+    );
+    """,
+    # 4: benchmark scores (qwen3arena/evals): one row per model x dataset x subset x metric of an
+    # EvalScope run; a failed dataset or metric is a row with status 'failed', score NULL and the
+    # reason (a fake 0 is never stored)
+    """
+    CREATE TABLE benchmark_scores (
+        run_id          VARCHAR NOT NULL,      -- one eval job (all its datasets share it)
+        created_at      TIMESTAMPTZ NOT NULL,
+        model           VARCHAR NOT NULL,      -- the served model name evaluated
+        source          VARCHAR NOT NULL,      -- the harness: evalscope
+        source_version  VARCHAR,               -- its version (1.14.1); NULL when it never ran
+        benchmark       VARCHAR,               -- EvalScope benchmark: general_qa | general_mcq
+        dataset         VARCHAR NOT NULL,      -- shipped dataset: kitchen_qa | kitchen_mcq (data/evals)
+        subset          VARCHAR,               -- dataset subset; OVERALL: all subsets; NULL: run failed
+        metric          VARCHAR,               -- accuracy, rouge-l-recall, rouge-1-f1...; NULL: run failed
+        is_primary      BOOLEAN NOT NULL DEFAULT FALSE,  -- the report's primary metric (its conclusion)
+        score           DOUBLE,                -- 0-1; NULL whenever status is failed
+        num             INTEGER NOT NULL,      -- samples the score is over
+        status          VARCHAR NOT NULL CHECK (status IN ('ok', 'failed')),
+        error           VARCHAR,               -- why it failed (server unreachable, metric raised...)
+        config          JSON,                  -- TaskConfig arguments sent to EvalScope (no API key)
+        work_dir        VARCHAR,               -- EvalScope output: predictions/, reviews/, reports/
+        CHECK (status = 'ok' OR score IS NULL)
+    );
+    CREATE INDEX benchmark_scores_model ON benchmark_scores (model, dataset, metric);
+    """,
 ]

@@ -1,0 +1,238 @@
+"""Training throughput: the app's path against raw Unsloth and transformers + peft.
+
+Every contender runs in its own process (peak memory is per process), on the same random
+Qwen3-shaped checkpoint, LoRA r=16 on all seven projections, AdamW, bf16 (or 4-bit):
+
+  peft      transformers + peft (SDPA, gradient checkpointing; bitsandbytes nf4 for --four-bit)
+  unsloth   a bare Unsloth loop on fixed batches (the ceiling)
+  app       python -m qwen3arena.train's code path (Unsloth + trl SFTTrainer) on rows that
+            are all exactly --seq tokens long (fixed-length batches)
+  app-var   the app's path on variable-length conversations, padded (packing off)
+  app-pack  the app's path on the same conversations with packing on
+
+tokens/s is the median over steps 4..N of (real, non-padding tokens in the step) / (step time).
+
+Usage: python bench/train_throughput.py --shape tiny|1.7b|8b [--four-bit] [--steps 12]
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHAPES = {
+    # Qwen3 configs (hidden, intermediate, layers, heads, kv heads, head_dim)
+    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=64, vocab_size=2048),
+    "1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                 num_key_value_heads=8, head_dim=128, vocab_size=151936),
+    "8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=128, vocab_size=151936),
+}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_checkpoint(shape: str, out: Path) -> Path:
+    """A random-weight Qwen3 of the shape, with the embedded tokenizer (ids stay in range)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from qwen3arena.embedded import DATA_DIR
+    from qwen3arena.embedded.tiny_qwen3 import build_tokenizer
+
+    if (out / "config.json").exists():
+        return out
+    texts = (DATA_DIR / "corpus" / "kitchen.txt").read_text().splitlines()
+    tokenizer = build_tokenizer(texts, out, 2048)
+    config = Qwen3Config(**SHAPES[shape], max_position_embeddings=8192, tie_word_embeddings=shape != "8b",
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                         pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(out)  # check it loads
+    return out
+
+
+def make_datasets(checkpoint: Path, seq: int, rows: int, out: Path) -> tuple[Path, Path, int]:
+    """Fixed-length rows (truncated to exactly seq tokens) and realistic variable-length chats."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    words = (REPO / "data" / "corpus" / "kitchen.txt").read_text().split()
+    rng = random.Random(0)
+    fixed = out / "fixed.jsonl"
+    with open(fixed, "w") as f:
+        for _ in range(rows):
+            text = " ".join(rng.choice(words) for _ in range(seq * 2))
+            f.write(json.dumps({"messages": [{"role": "user", "content": "Summarise."},
+                                             {"role": "assistant", "content": text}]}) + "\n")
+    variable = out / "variable.jsonl"
+    with open(variable, "w") as f:
+        for _ in range(rows * 4):
+            # conversation lengths of real chat data are roughly log-normal
+            target = int(min(max(rng.lognormvariate(5.8, 0.8), 40), seq * 0.9))
+            answer = " ".join(rng.choice(words) for _ in range(max(target // 2, 5)))
+            f.write(json.dumps({"messages": [{"role": "user", "content": "Explain."},
+                                             {"role": "assistant", "content": answer}]}) + "\n")
+    del tokenizer
+    return fixed, variable, rows
+
+
+# -- contenders (each in its own process) ------------------------------------------------------
+
+def peak_memory_gib() -> float:
+    """GPU: peak allocated by torch. CPU: the process's peak resident memory."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_bare(kind: str, checkpoint: str, seq: int, batch: int, steps: int, four_bit: bool) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+
+    if kind == "unsloth":
+        import unsloth  # noqa: F401
+        from unsloth import FastLanguageModel
+
+        model, _ = FastLanguageModel.from_pretrained(checkpoint, max_seq_length=seq, load_in_4bit=four_bit, dtype=None)
+        model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0,
+                                                 target_modules=TARGETS, use_gradient_checkpointing="unsloth")
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        kwargs = {"dtype": torch.bfloat16, "attn_implementation": "sdpa"}
+        if four_bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, device_map={"": 0} if cuda else None, **kwargs)
+        if four_bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        else:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0, target_modules=TARGETS,
+                                                 task_type="CAUSAL_LM"))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    vocab = model.config.vocab_size
+    times = []
+    for _ in range(steps):
+        ids = torch.randint(0, min(vocab, 2048), (batch, seq), device=device)
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    step = statistics.median(times[3:])
+    return {"tokens_per_s": batch * seq / step, "peak_gib": peak_memory_gib()}
+
+
+def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, four_bit: bool, packing: bool,
+            work: str) -> dict:
+    from qwen3arena.train.config import LoraTrainConfig
+    from qwen3arena.train.sft import run
+
+    out = Path(work) / f"app-{Path(dataset).stem}-{int(packing)}-{int(four_bit)}"
+    config = LoraTrainConfig(name="bench", base_model=checkpoint, dataset=dataset, output_dir=str(out),
+                             max_steps=steps, per_device_train_batch_size=batch, max_length=seq,
+                             load_in_4bit=four_bit, answers_only=False, packing=packing, learning_rate=1e-4)
+    progress = out / "progress.jsonl"
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    run(config, progress)
+    events = [json.loads(line) for line in progress.read_text().splitlines()]
+    steps_ev = [e for e in events if e["event"] == "step"]
+    rates = []
+    for prev, cur in zip(steps_ev, steps_ev[1:]):
+        if cur["step"] >= 4 and cur.get("step_tokens"):
+            rates.append(cur["step_tokens"] / (cur["time"] - prev["time"]))
+    peak = max((e.get("gpu_peak_gib") or 0) for e in steps_ev) or peak_memory_gib()
+    return {"tokens_per_s": statistics.median(rates) if rates else float("nan"), "peak_gib": peak}
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.child in ("peft", "unsloth"):
+        result = run_bare(args.child, args.checkpoint, args.seq, args.batch, args.steps, args.four_bit)
+    else:
+        result = run_app(args.checkpoint, args.dataset, args.seq, args.batch, args.steps, args.four_bit,
+                         args.child == "app-pack", args.work)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=SHAPES, default="1.7b")
+    parser.add_argument("--four-bit", action="store_true")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--only", default="peft,unsloth,app,app-var,app-pack")
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    work = Path(args.work or tempfile.mkdtemp(prefix="train-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = make_checkpoint(args.shape, work / f"model-{args.shape}")
+    fixed, variable, _ = make_datasets(checkpoint, args.seq, args.batch * (args.steps + 2), work)
+    rows = []
+    for name in args.only.split(","):
+        dataset = {"app": fixed, "app-var": variable, "app-pack": variable}.get(name, fixed)
+        command = [sys.executable, __file__, "--child", name, "--checkpoint", str(checkpoint),
+                   "--dataset", str(dataset), "--seq", str(args.seq), "--batch", str(args.batch),
+                   "--steps", str(args.steps), "--work", str(work)] + (["--four-bit"] if args.four_bit else [])
+        started = time.time()
+        proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}", file=sys.stderr)
+            continue
+        result = json.loads(line[7:])
+        rows.append((name, result, time.time() - started))
+        print(f"{name}: {result}", file=sys.stderr, flush=True)
+    base = next((r for n, r, _ in rows if n == "unsloth"), None)
+    precision = "4-bit" if args.four_bit else "bf16"
+    print(f"\n| shape | path | tokens/s | vs raw Unsloth | peak memory (GiB; GPU allocated, or CPU RSS) |\n|---|---|---|---|---|")
+    for name, result, _ in rows:
+        ratio = f"{result['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "n/a"
+        print(f"| {args.shape} {precision} | {name} | {result['tokens_per_s']:,.0f} | {ratio} | {result['peak_gib']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
