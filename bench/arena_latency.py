@@ -1,7 +1,7 @@
 """Arena latency and the embedded default's serving choice, measured side by side in one run.
 
 Part 1 - overhead of the app: time to first token (TTFT) and tokens/s of arena answers
-  (every answer exactly --max-tokens long: ignore_eos, sent through generation.extra)
+  (natural answer lengths: the same greedy answers on every path, so the paths compare)
   (a) sent straight to the vLLM server with the openai client,
   (b) through the Arena service (what the UI calls),
   (c) through the web app (gradio_client -> Gradio queue -> Arena -> vLLM),
@@ -107,7 +107,7 @@ def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int) -> l
         def run_direct(pair):
             a, b, prompt = pair
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                return list(pool.map(lambda m: direct_stream(url, m, prompt, max_tokens), (a, b)))
+                return list(pool.map(lambda m: direct_stream(url, m, prompt, max_tokens, ignore_eos=False), (a, b)))
 
         def run_service(pair):
             _, _, prompt = pair
@@ -313,7 +313,6 @@ def main() -> None:
     settings = load_settings(env={"QWEN3ARENA_HOME": str(home), "QWEN3ARENA__VLLM__PORT": str(free_port()),
                                   "QWEN3ARENA__GENERATION__TEMPERATURE": "0",
                                   "QWEN3ARENA__GENERATION__MAX_TOKENS": str(args.max_tokens),
-                                  "QWEN3ARENA__GENERATION__EXTRA": "{ignore_eos: true}",
                                   # past its end-of-answer the tiny model babbles think tags, which
                                   # the qwen3 reasoning parser would hold back as reasoning
                                   "QWEN3ARENA__VLLM__REASONING_PARSER": "null"})
@@ -324,7 +323,7 @@ def main() -> None:
     demo.queue(default_concurrency_limit=16)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    print(f"## Part 1: the app's overhead ({args.max_tokens} tokens per answer, greedy)\n")
+    print(f"## Part 1: the app's overhead (greedy, natural answer lengths, at most {args.max_tokens} tokens)\n")
     part1(runtime, f"http://127.0.0.1:{port}", [1, 8], args.max_tokens)
     demo.close()
     if not args.quick:

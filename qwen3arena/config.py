@@ -107,6 +107,41 @@ class EndpointSpec:
 
 
 @dataclass
+class JudgeSettings:
+    """The pairwise LLM judge (qwen3arena/judge): any OpenAI-compatible endpoint."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o"
+    # Environment variable holding the API key; null for servers that need none (vLLM, Ollama).
+    api_key_env: str | None = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    # The judge writes its own answer before comparing: leave room for it.
+    max_tokens: int = 4096
+    concurrency: int = 8
+    max_retries: int = 5
+    backoff_s: float = 1.0  # first wait; doubled on every retry, capped by max_backoff_s
+    max_backoff_s: float = 60.0
+    request_timeout_s: float = 180.0
+
+
+@dataclass
+class EvalSettings:
+    """How benchmarks are run; configs/default.yaml `evals:` maps onto this."""
+
+    datasets: list[str] = field(default_factory=lambda: ["kitchen_qa", "kitchen_mcq"])
+    limit: int | None = None          # samples per subset; None = all
+    max_tokens: int = 64
+    concurrency: int = 4              # requests in flight (EvalScope eval_batch_size)
+    request_timeout_s: float = 120.0
+    retries: int = 2                  # EvalScope's own retries per request (default 5 x 10 s)
+    retry_interval_s: int = 2
+    thinking: bool = False            # False: chat_template_kwargs.enable_thinking = false (Qwen3)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # sent as-is in each request
+    run_timeout_s: float = 3600.0     # the whole child process
+    preflight: bool = True            # check GET /models lists the model before starting
+
+
+@dataclass
 class Settings:
     home: Path = Path("~/.qwen3arena")
     ui: UISettings = field(default_factory=UISettings)
@@ -115,6 +150,8 @@ class Settings:
     arena: ArenaSettings = field(default_factory=ArenaSettings)
     generation: GenerationParams = field(default_factory=GenerationParams)
     endpoints: list[EndpointSpec] = field(default_factory=list)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    evals: EvalSettings = field(default_factory=EvalSettings)
 
     @property
     def db_path(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qwen3arena.arena import Arena
 from qwen3arena.config import Settings
+from qwen3arena.evals import EvalRunner
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer, endpoint_contestant
 from qwen3arena.store import ModelRecord, RunRecord, Store
 from qwen3arena.train import TrainingRunner, export_merged_subprocess
@@ -29,6 +30,7 @@ class Runtime:
     pool: ContestantPool
     arena: Arena
     runner: TrainingRunner | None = None
+    evals: EvalRunner | None = None
     base_path: str | None = None
     progress: str = "starting"
     error: str | None = None
@@ -165,6 +167,8 @@ class Runtime:
     def shutdown(self) -> None:
         if self.runner is not None:
             self.runner.shutdown()
+        if self.evals is not None:
+            self.evals.shutdown()
         if self.server is not None:
             self.server.stop()
         self.store.close()
@@ -197,4 +201,5 @@ def create_runtime(settings: Settings) -> Runtime:
     arena = Arena(store, pool, settings.arena)
     runtime = Runtime(settings, store, server, pool, arena)
     runtime.runner = TrainingRunner(store, settings.home / "runs", on_finished=runtime.register_checkpoint)
+    runtime.evals = EvalRunner(settings.home / "evals", store, settings.evals)
     return runtime

@@ -114,3 +114,18 @@ def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
     assert runtime.store.get_model("browser-run").kind == "adapter"
     page.screenshot(path=str(runtime.settings.home / "train-tab.png"), full_page=True)
     page.close()
+
+
+def test_the_scoreboard_tab(browser, app_url, runtime):
+    battle = runtime.arena.start_battle("anon:browser-board")
+    list(runtime.arena.play_turn(battle, "Can I freeze apples?"))
+    reveal = runtime.arena.vote(battle, "model_b", "anon:browser-board")
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Scoreboard").click()
+    page.locator("#board-table").get_by_text(reveal.model_b).first.wait_for(timeout=60_000)
+    assert "votes rated" in page.locator("#board-notes").inner_text()
+    # the three plots are drawn
+    page.wait_for_function("document.querySelectorAll('img, svg').length > 3", timeout=30_000)
+    page.screenshot(path=str(runtime.settings.home / "scoreboard-tab.png"), full_page=True)
+    page.close()

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+from qwen3arena.config import EvalSettings
 from qwen3arena.evals.report import BenchmarkScore, ReportError, collect, utcnow
 from qwen3arena.procs import die_with_parent, signal_group
 
@@ -101,23 +102,6 @@ DATASETS: dict[str, EvalDataset] = {
     "kitchen_qa": EvalDataset("kitchen_qa", "general_qa", DATA_DIR / "kitchen_qa"),
     "kitchen_mcq": EvalDataset("kitchen_mcq", "general_mcq", DATA_DIR / "kitchen_mcq"),
 }
-
-
-@dataclass
-class EvalSettings:
-    """How benchmarks are run; configs/default.yaml `evals:` maps onto this."""
-
-    datasets: list[str] = field(default_factory=lambda: ["kitchen_qa", "kitchen_mcq"])
-    limit: int | None = None          # samples per subset; None = all
-    max_tokens: int = 64
-    concurrency: int = 4              # requests in flight (EvalScope eval_batch_size)
-    request_timeout_s: float = 120.0
-    retries: int = 2                  # EvalScope's own retries per request (default 5 x 10 s)
-    retry_interval_s: int = 2
-    thinking: bool = False            # False: chat_template_kwargs.enable_thinking = false (Qwen3)
-    extra_body: dict[str, Any] = field(default_factory=dict)  # sent as-is in each request
-    run_timeout_s: float = 3600.0     # the whole child process
-    preflight: bool = True            # check GET /models lists the model before starting
 
 
 @dataclass

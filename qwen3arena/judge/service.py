@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
+from qwen3arena.config import JudgeSettings
 from qwen3arena.judge.parse import Verdict, parse_verdict
 from qwen3arena.judge.prompts import PROMPT_VERSION, build_messages, message_text
 
@@ -47,23 +48,6 @@ STRONG_WEIGHT = 3  # a [[A>>B]] verdict counts as this many wins (Arena-Hard-Aut
 class JudgeError(RuntimeError):
     """The judge cannot run at all (configuration). Failures of single games are recorded
     on the game instead."""
-
-
-@dataclass
-class JudgeSettings:
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4o"
-    # Environment variable holding the API key; null for servers that need none (vLLM, Ollama).
-    api_key_env: str | None = "OPENAI_API_KEY"
-    temperature: float = 0.0
-    # The judge writes its own answer before comparing: leave room for it.
-    max_tokens: int = 4096
-    concurrency: int = 8
-    max_retries: int = 5
-    backoff_s: float = 1.0  # first wait; doubled on every retry, capped by max_backoff_s
-    max_backoff_s: float = 60.0
-    request_timeout_s: float = 180.0
-
 
 # -- what is judged --------------------------------------------------------------------------
 

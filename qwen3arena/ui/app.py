@@ -8,6 +8,7 @@ from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
 from qwen3arena.ui.arena_tab import build_arena_tab
 from qwen3arena.ui.models_tab import build_models_tab
+from qwen3arena.ui.scoreboard_tab import build_scoreboard_tab
 from qwen3arena.ui.train_tab import build_train_tab
 
 CSS = """
@@ -45,6 +46,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Arena", id="arena"):
                 build_arena_tab(runtime.arena, _examples())
+            build_scoreboard_tab(runtime)
             if runtime.runner is not None:
                 build_train_tab(runtime)
             build_models_tab(runtime)

@@ -1,0 +1,150 @@
+"""The scoreboard: human ratings, judge ratings and benchmark scores side by side.
+
+It reads the store and hands plain data to the pure rating functions; the three sources stay
+in separate columns (never blended), as on Chatbot Arena's full leaderboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from qwen3arena.evals.store import latest_primary_scores
+from qwen3arena.judge import JudgeStore
+from qwen3arena.ratings import battle_count_matrix, online_elo, rate, votes_to_arrays, win_rate_matrix
+from qwen3arena.store import Store
+
+TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "elo", "judge rating", "judge pairs"]
+
+
+@dataclass(frozen=True)
+class BoardFilters:
+    min_votes: int = 0
+    include_ties: bool = True
+    both_bad_as_tie: bool = True
+    exclude_identity_leaks: bool = True
+    voter: str | None = None
+    since: date | None = None
+    until: date | None = None
+    bootstrap_rounds: int = 200
+
+
+@dataclass
+class Scoreboard:
+    table: pd.DataFrame
+    intervals: pd.DataFrame          # model, rating, lower, upper (for the plot)
+    win_rates: pd.DataFrame
+    battle_counts: pd.DataFrame
+    agreement: dict[str, Any]
+    n_votes: int
+    notes: list[str] = field(default_factory=list)
+
+
+def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
+    """Votes as a DataFrame (fast path for the ratings), filtered by voter and date."""
+    where, params = [], []
+    if filters.voter:
+        where.append("voter = ?")
+        params.append(filters.voter)
+    if filters.since:
+        where.append("created_at >= ?")
+        params.append(datetime.combine(filters.since, datetime.min.time(), timezone.utc))
+    if filters.until:
+        where.append("created_at < ?")
+        params.append(datetime.combine(filters.until + timedelta(days=1), datetime.min.time(), timezone.utc))
+    sql = "SELECT battle_id, model_a, model_b, outcome, identity_leak, voter, created_at FROM votes"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = store.execute(sql + " ORDER BY created_at", params)
+    return pd.DataFrame(rows, columns=["battle_id", "model_a", "model_b", "outcome", "identity_leak",
+                                       "voter", "created_at"])
+
+
+def agreement(human: pd.DataFrame, judged: Iterable[Any]) -> dict[str, Any]:
+    """Percent agreement and Cohen's kappa between human votes and judge verdicts, on battles
+    that have both; both_bad counts as a tie. Overall and per model."""
+    verdicts = {j.battle_id: j.outcome for j in judged if getattr(j, "battle_id", None) and j.outcome}
+    pairs = []
+    for row in human.itertuples():
+        if row.battle_id in verdicts:
+            h = "tie" if row.outcome == "both_bad" else row.outcome
+            pairs.append((row.model_a, row.model_b, h, verdicts[row.battle_id]))
+    result: dict[str, Any] = {"battles": len(pairs), **_kappa([(h, j) for _, _, h, j in pairs])}
+    models = sorted({m for a, b, _, _ in pairs for m in (a, b)})
+    result["per_model"] = {m: {"battles": len(sub), **_kappa(sub)} for m in models
+                           for sub in [[(h, j) for a, b, h, j in pairs if m in (a, b)]]}
+    return result
+
+
+def _kappa(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
+    if not pairs:
+        return {"agreement": None, "kappa": None}
+    labels = ["model_a", "model_b", "tie"]
+    observed = sum(h == j for h, j in pairs) / len(pairs)
+    expected = sum((sum(h == lab for h, _ in pairs) / len(pairs)) * (sum(j == lab for _, j in pairs) / len(pairs))
+                   for lab in labels)
+    kappa = None if expected >= 1 else (observed - expected) / (1 - expected)
+    return {"agreement": observed, "kappa": kappa}
+
+
+def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Scoreboard:
+    notes: list[str] = []
+    votes = vote_frame(store, filters)
+    human_votes = votes
+    if filters.exclude_identity_leaks:
+        human_votes = human_votes[~human_votes["identity_leak"].astype(bool)]
+    if not filters.include_ties:
+        human_votes = human_votes[human_votes["outcome"].isin(["model_a", "model_b"])]
+    table = rate(votes_to_arrays(human_votes), exclude_identity_leak=False,
+                 both_bad_as_tie=filters.both_bad_as_tie, rounds=filters.bootstrap_rounds).to_frame()
+    if len(votes) and len(human_votes) < len(votes):
+        notes.append(f"{len(votes) - len(human_votes)} of {len(votes)} votes left out by the filters "
+                     "(identity leaks, ties).")
+    judged = JudgeStore(store).list_judgements()
+    judge_votes = [j for j in judged if j.outcome is not None for _ in range(j.weight)]
+    judge_table = rate(votes_to_arrays(judge_votes), rounds=0).to_frame() if judge_votes else None
+    elo = online_elo(votes_to_arrays(human_votes)) if len(human_votes) else pd.Series(dtype=float)
+
+    rows = []
+    for r in table.itertuples():
+        if r.votes < filters.min_votes:
+            continue
+        judge_row = judge_table[judge_table["model"] == r.model] if judge_table is not None else None
+        rows.append({
+            "rank": int(r.rank), "model": r.model, "rating": round(r.rating, 1),
+            "95% CI": f"+{r.upper - r.rating:.0f} / -{r.rating - r.lower:.0f}" if np.isfinite(r.lower) else "",
+            "votes": int(r.votes), "win rate": round(r.win_rate, 3) if np.isfinite(r.win_rate) else None,
+            "elo": round(float(elo.get(r.model, np.nan)), 1),
+            "judge rating": round(float(judge_row["rating"].iloc[0]), 1) if judge_row is not None and len(judge_row) else None,
+            "judge pairs": int(judge_row["votes"].iloc[0]) if judge_row is not None and len(judge_row) else 0,
+        })
+    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    # models that only have judge or benchmark scores still get a row
+    for score in latest_primary_scores(store):
+        column = f"{score.dataset} ({score.metric})"
+        if score.model not in set(frame["model"]):
+            frame = pd.concat([frame, pd.DataFrame([{"model": score.model, "votes": 0}])], ignore_index=True)
+        frame.loc[frame["model"] == score.model, column] = round(score.score, 4)
+    if judge_table is not None:
+        for r in judge_table.itertuples():
+            if r.model not in set(frame["model"]):
+                frame = pd.concat([frame, pd.DataFrame([{"model": r.model, "votes": 0,
+                                                         "judge rating": round(r.rating, 1),
+                                                         "judge pairs": int(r.votes)}])], ignore_index=True)
+    if not len(votes):
+        notes.append("No votes yet: play a few battles in the Arena tab.")
+    shown = set(frame["model"])
+    arrays = votes_to_arrays(human_votes)
+    return Scoreboard(
+        table=frame.sort_values(["rank", "model"], na_position="last").reset_index(drop=True),
+        intervals=table[table["model"].isin(shown)][["model", "rating", "lower", "upper"]],
+        win_rates=win_rate_matrix(arrays) if len(human_votes) else pd.DataFrame(),
+        battle_counts=battle_count_matrix(arrays) if len(human_votes) else pd.DataFrame(),
+        agreement=agreement(votes, judged),
+        n_votes=len(human_votes),
+        notes=notes,
+    )

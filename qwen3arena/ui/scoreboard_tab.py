@@ -1,0 +1,215 @@
+"""The Scoreboard tab: human ratings with intervals, judge ratings and benchmark scores in
+separate columns, plots, filters, human-judge agreement, CSV export; judge and EvalScope
+runs started from here. Filled when the tab opens (it names models)."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import gradio as gr
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from qwen3arena.config import REPO_ROOT  # noqa: E402
+from qwen3arena.judge import JudgeError  # noqa: E402
+from qwen3arena.judge.runs import judge_prompt_set, judge_voted_battles  # noqa: E402
+from qwen3arena.runtime import Runtime  # noqa: E402
+from qwen3arena.scoreboard import BoardFilters, Scoreboard, build_scoreboard  # noqa: E402
+
+PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"
+
+
+def _date(text: str | None) -> date | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    return date.fromisoformat(text)
+
+
+def _interval_plot(board: Scoreboard):
+    data = board.intervals.dropna().sort_values("rating")
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(data), 1)))
+    if len(data):
+        ax.errorbar(data["rating"], range(len(data)),
+                    xerr=[data["rating"] - data["lower"], data["upper"] - data["rating"]],
+                    fmt="o", color="#f97316", ecolor="#555", capsize=4)
+        ax.set_yticks(range(len(data)), data["model"])
+    else:
+        ax.text(0.5, 0.5, "no ratings yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    ax.set_xlabel("Bradley-Terry rating (95% bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _matrix_plot(matrix: pd.DataFrame, title: str, fmt: str):
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if matrix.empty:
+        ax.text(0.5, 0.5, "no votes yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    image = ax.imshow(matrix.to_numpy(dtype=float), cmap="RdYlGn" if fmt == ".2f" else "Blues")
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(matrix.index)), matrix.index)
+    for i in range(len(matrix.index)):
+        for j in range(len(matrix.columns)):
+            value = matrix.iat[i, j]
+            if pd.notna(value):
+                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def _agreement_text(board: Scoreboard) -> str:
+    a = board.agreement
+    if not a["battles"]:
+        return "**Human–judge agreement:** no battle has both a human vote and a judge verdict yet."
+    lines = [f"**Human–judge agreement** on {a['battles']} battles: {a['agreement']:.0%} agree, "
+             f"Cohen's κ = {a['kappa']:.2f}" if a["kappa"] is not None else
+             f"**Human–judge agreement** on {a['battles']} battles: {a['agreement']:.0%} agree"]
+    for model, m in a["per_model"].items():
+        kappa = f", κ {m['kappa']:.2f}" if m["kappa"] is not None else ""
+        lines.append(f"- {model}: {m['agreement']:.0%} of {m['battles']}{kappa}")
+    return "\n".join(lines)
+
+
+def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
+    with gr.Tab("Scoreboard", id="scoreboard") as tab:
+        gr.Markdown("### Scoreboard\nHuman votes (Bradley-Terry, 95% bootstrap intervals; the rank counts "
+                    "the models that are better beyond doubt), the LLM judge, and benchmarks — in "
+                    "separate columns, never blended.")
+        with gr.Row():
+            min_votes = gr.Number(0, label="Minimum votes", precision=0, minimum=0)
+            include_ties = gr.Checkbox(True, label="Include ties")
+            both_bad = gr.Checkbox(True, label="Count 'both bad' as a tie")
+            no_leaks = gr.Checkbox(True, label="Exclude identity leaks")
+        with gr.Row():
+            voter = gr.Textbox(label="Voter (empty: all)")
+            since = gr.Textbox(label="From (YYYY-MM-DD)")
+            until = gr.Textbox(label="To (YYYY-MM-DD)")
+            refresh = gr.Button("Refresh", variant="primary", elem_id="board-refresh")
+        notes = gr.Markdown(elem_id="board-notes")
+        table = gr.Dataframe(interactive=False, wrap=True, elem_id="board-table")
+        with gr.Row():
+            csv = gr.DownloadButton("Download CSV", elem_id="board-csv")
+        with gr.Row():
+            ratings_plot = gr.Plot(label="Ratings")
+            win_plot = gr.Plot(label="Win rate (row beats column)")
+            count_plot = gr.Plot(label="Battles")
+        agreement = gr.Markdown()
+        with gr.Accordion("LLM judge", open=False):
+            judge_info = gr.Markdown()
+            with gr.Row():
+                judge_battles_btn = gr.Button("Judge voted battles")
+            with gr.Row():
+                candidate = gr.Dropdown(label="Candidate")
+                baseline = gr.Dropdown(label="Baseline")
+                judge_prompts_btn = gr.Button(f"Judge the prompt set ({PROMPT_SET.name})")
+            judge_log = gr.Markdown()
+        with gr.Accordion("Benchmarks (EvalScope, offline)", open=False):
+            with gr.Row():
+                eval_model = gr.Dropdown(label="Model")
+                eval_limit = gr.Number(None, label="Samples per dataset (empty: all)", precision=0)
+                eval_btn = gr.Button("Run benchmarks", elem_id="eval-run")
+            eval_status = gr.Markdown(elem_id="eval-status")
+            eval_log = gr.Code(label="EvalScope log (last lines)", language=None, interactive=False)
+        eval_timer = gr.Timer(2.0, active=False)
+        job_id = gr.State(None)
+
+        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v) -> tuple:
+            try:
+                filters = BoardFilters(min_votes=int(min_v or 0), include_ties=bool(ties_v),
+                                       both_bad_as_tie=bool(bad_v), exclude_identity_leaks=bool(leaks_v),
+                                       voter=(voter_v or "").strip() or None,
+                                       since=_date(since_v), until=_date(until_v))
+            except ValueError:
+                return ("⚠️ Dates must look like 2026-11-27.", gr.update(), gr.update(), gr.update(),
+                        gr.update(), gr.update(), gr.update())
+            board = build_scoreboard(runtime.store, filters)
+            path = runtime.settings.home / "exports" / f"scoreboard-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            board.table.to_csv(path, index=False)
+            note = f"{board.n_votes} votes rated." + ("\n\n" + "\n\n".join(board.notes) if board.notes else "")
+            figures = (_interval_plot(board), _matrix_plot(board.win_rates, "Win rate", ".2f"),
+                       _matrix_plot(board.battle_counts, "Battles", ".0f"))
+            plt.close("all")
+            return (note, board.table, str(path), *figures, _agreement_text(board))
+
+        def on_open() -> tuple:
+            names = runtime.pool.names()
+            judge = runtime.settings.judge
+            info = (f"Judge: `{judge.model}` at `{judge.base_url}` (key from `{judge.api_key_env}`). "
+                    "Each pair is judged twice with the positions swapped; unparseable replies are excluded, "
+                    "never counted as ties; replies are cached, so nothing is paid for twice.")
+            pick = gr.update(choices=names, value=names[0] if names else None)
+            base = gr.update(choices=names, value=names[-1] if names else None)
+            return info, pick, base, gr.update(choices=names, value=names[0] if names else None)
+
+        def run_judge_battles():
+            line = ""
+            try:
+                for line in judge_voted_battles(runtime.store, runtime.settings.judge):
+                    yield f"⏳ {line}"
+            except JudgeError as exc:
+                yield f"⚠️ {exc}"
+                return
+            yield f"✅ {line}"
+
+        def run_judge_prompts(candidate_v, baseline_v):
+            if not candidate_v or not baseline_v or candidate_v == baseline_v:
+                yield "⚠️ Choose two different models."
+                return
+            try:
+                line = ""
+                for line in judge_prompt_set(runtime.store, runtime.settings.judge, runtime.pool.get(candidate_v),
+                                             runtime.pool.get(baseline_v), PROMPT_SET):
+                    yield f"⏳ {line}"
+            except JudgeError as exc:
+                yield f"⚠️ {exc}"
+                return
+            yield f"✅ {line}"
+
+        def start_eval(model_v, limit_v) -> tuple:
+            if not model_v:
+                return None, "⚠️ Choose a model.", gr.Timer(active=False)
+            try:
+                contestant = runtime.pool.get(model_v)
+                job = runtime.evals.start(model_v, contestant.endpoint.base_url,
+                                          limit=int(limit_v) if limit_v else None,
+                                          api_key=contestant.endpoint.api_key)
+            except (KeyError, ValueError) as exc:
+                return None, f"⚠️ {exc}", gr.Timer(active=False)
+            return job, "⏳ queued", gr.Timer(active=True)
+
+        def poll_eval(job: str | None) -> tuple:
+            snapshot = runtime.evals.get(job) if job else None
+            if snapshot is None:
+                return "", "", gr.Timer(active=False)
+            text = f"**{snapshot.model}**: {snapshot.status} — {snapshot.stage} ({snapshot.done}/{snapshot.total})"
+            if snapshot.error:
+                text += f"\n\n⚠️ {snapshot.error}"
+            for score in snapshot.scores:
+                if score.primary:
+                    text += f"\n- {score.dataset} {score.metric}: " + \
+                            (f"{score.score:.4f} (n={score.num})" if score.score is not None else f"failed: {score.error}")
+            active = snapshot.status in ("queued", "running")
+            return text, runtime.evals.log_tail(job), gr.Timer(active=active)
+
+        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until]
+        outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
+        refresh.click(load, filters, outputs, api_name="scoreboard")
+        tab.select(load, filters, outputs, api_visibility="private")
+        tab.select(on_open, None, [judge_info, candidate, baseline, eval_model], api_visibility="private")
+        judge_battles_btn.click(run_judge_battles, None, judge_log, api_name="judge_battles")
+        judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_name="judge_prompt_set")
+        eval_btn.click(start_eval, [eval_model, eval_limit], [job_id, eval_status, eval_timer], api_name="run_benchmarks")
+        eval_timer.tick(poll_eval, [job_id], [eval_status, eval_log, eval_timer], api_visibility="private",
+                        show_progress="hidden")
+    return tab

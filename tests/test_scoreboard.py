@@ -1,0 +1,114 @@
+"""The scoreboard: agreement statistics, filters, a real judge run on the local vLLM server,
+and the tab through the API and in a browser."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date, timedelta
+
+import pandas as pd
+import pytest
+from gradio_client import Client
+
+from qwen3arena.config import JudgeSettings
+from qwen3arena.judge import JudgeStore
+from qwen3arena.judge.runs import judge_voted_battles
+from qwen3arena.scoreboard import BoardFilters, _kappa, agreement, build_scoreboard
+from qwen3arena.store import BattleRecord, Store
+
+
+def test_cohens_kappa_on_a_hand_made_case():
+    pairs = [("model_a", "model_a"), ("model_b", "model_b"), ("tie", "model_a"), ("model_a", "model_a")]
+    result = _kappa(pairs)
+    assert result["agreement"] == pytest.approx(0.75)
+    # expected agreement .5*.75 + .25*.25 + .25*0 = .4375 -> (0.75 - .4375) / (1 - .4375)
+    assert result["kappa"] == pytest.approx((0.75 - 0.4375) / 0.5625)
+
+
+def test_agreement_uses_only_battles_with_both_and_counts_both_bad_as_tie():
+    class J:
+        def __init__(self, battle_id, outcome):
+            self.battle_id, self.outcome = battle_id, outcome
+
+    human = pd.DataFrame([
+        {"battle_id": "b1", "model_a": "x", "model_b": "y", "outcome": "both_bad"},
+        {"battle_id": "b2", "model_a": "x", "model_b": "z", "outcome": "model_a"},
+        {"battle_id": "b3", "model_a": "y", "model_b": "z", "outcome": "model_b"},
+    ])
+    result = agreement(human, [J("b1", "tie"), J("b2", "model_b"), J("b9", "model_a")])
+    assert result["battles"] == 2 and result["agreement"] == 0.5
+    assert result["per_model"]["x"]["battles"] == 2 and result["per_model"]["z"]["agreement"] == 0.0
+
+
+def _store_with_votes(tmp_path, n=300) -> Store:
+    store = Store(tmp_path / "db.duckdb")
+    rng = random.Random(0)
+    strength = {"strong": 0.8, "middle": 0.5, "weak": 0.2}
+    for i in range(n):
+        a, b = rng.sample(sorted(strength), 2)
+        store.save_battle(BattleRecord(f"b{i}", f"anon:{i % 3}", a, b, status="ready", turns=1,
+                                       identity_leak=(i % 50 == 0)))
+        p = strength[a] / (strength[a] + strength[b])
+        outcome = rng.choices(["model_a", "model_b", "tie"], [p * 0.9, (1 - p) * 0.9, 0.1])[0]
+        store.record_vote(f"b{i}", outcome, f"anon:{i % 3}")
+    return store
+
+
+def test_the_board_orders_models_and_applies_filters(tmp_path):
+    store = _store_with_votes(tmp_path)
+    board = build_scoreboard(store)
+    assert list(board.table["model"]) == ["strong", "middle", "weak"]
+    assert board.n_votes == 300 - 6  # identity leaks left out
+    assert "6 of 300 votes left out" in board.notes[0]
+    assert board.win_rates.loc["strong", "weak"] > 0.6
+    assert board.battle_counts.loc["strong", "weak"] > 50
+    one_voter = build_scoreboard(store, BoardFilters(voter="anon:1"))
+    assert one_voter.n_votes < 110
+    assert build_scoreboard(store, BoardFilters(since=date.today() + timedelta(days=1))).table.empty
+    assert build_scoreboard(store, BoardFilters(min_votes=10_000)).table.empty
+    no_ties = build_scoreboard(store, BoardFilters(include_ties=False))
+    assert no_ties.n_votes < board.n_votes
+
+
+def test_an_empty_store_gives_an_empty_board_with_a_hint(tmp_path):
+    board = build_scoreboard(Store(tmp_path / "db.duckdb"))
+    assert board.table.empty and "No votes yet" in board.notes[-1]
+
+
+def test_a_real_judge_run_on_the_local_model_records_unparseable_replies(runtime):
+    arena = runtime.arena
+    for prompt in ("Can I freeze bread?", "How do I cook bacon?"):
+        battle = arena.start_battle("anon:judge-test")
+        list(arena.play_turn(battle, prompt))
+        arena.vote(battle, "model_a", "anon:judge-test")
+    settings = JudgeSettings(base_url=runtime.server.base_url, model="tiny-qwen3-base", api_key_env=None,
+                             max_tokens=48, max_retries=1, concurrency=2)
+    lines = list(judge_voted_battles(runtime.store, settings, limit=2))
+    assert lines[-1].startswith("Done:")
+    judged = JudgeStore(runtime.store).list_judgements(judge_model="tiny-qwen3-base")
+    assert len(judged) >= 2
+    games = [g for j in judged for g in j.games]
+    # the tiny model rarely writes a verdict tag: such games are errors, never ties
+    for game in games:
+        assert (game.verdict is None) == (game.error is not None)
+    assert all(j.outcome is None for j in judged if all(g.verdict is None for g in j.games))
+    # a second run pays for nothing: every battle is already judged
+    assert list(judge_voted_battles(runtime.store, settings, limit=2)) == ["Every voted battle is already judged."]
+    board = build_scoreboard(runtime.store)
+    assert not board.table.empty
+
+
+def test_the_scoreboard_through_the_api(app_url, runtime):
+    battle = runtime.arena.start_battle("anon:api-board")
+    list(runtime.arena.play_turn(battle, "How should I store eggs?"))
+    runtime.arena.vote(battle, "tie", "anon:api-board")
+    client = Client(app_url, verbose=False)
+    result = client.predict(0, True, True, True, "", "", "", api_name="/scoreboard")
+    table = result[1]
+    models = [row[1] for row in table["data"]]
+    assert {"tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty"} & set(models)
+    with open(result[2]) as f:
+        assert f.readline().startswith("rank,model,rating")
+    bad = client.predict(0, True, True, True, "", "last tuesday", "", api_name="/scoreboard")
+    assert "Dates must look like" in json.dumps(bad)
