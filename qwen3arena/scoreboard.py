@@ -140,7 +140,7 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
     shown = set(frame["model"])
     arrays = votes_to_arrays(human_votes)
     return Scoreboard(
-        table=frame.sort_values(["rank", "model"], na_position="last").reset_index(drop=True),
+        table=frame.sort_values(["rank", "rating"], ascending=[True, False], na_position="last").reset_index(drop=True),
         intervals=table[table["model"].isin(shown)][["model", "rating", "lower", "upper"]],
         win_rates=win_rate_matrix(arrays) if len(human_votes) else pd.DataFrame(),
         battle_counts=battle_count_matrix(arrays) if len(human_votes) else pd.DataFrame(),

@@ -95,6 +95,7 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             since = gr.Textbox(label="From (YYYY-MM-DD)")
             until = gr.Textbox(label="To (YYYY-MM-DD)")
             refresh = gr.Button("Refresh", variant="primary", elem_id="board-refresh")
+            auto = gr.Checkbox(True, label="Refresh every 30 s")
         notes = gr.Markdown(elem_id="board-notes")
         table = gr.Dataframe(interactive=False, wrap=True, elem_id="board-table")
         with gr.Row():
@@ -121,6 +122,7 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             eval_status = gr.Markdown(elem_id="eval-status")
             eval_log = gr.Code(label="EvalScope log (last lines)", language=None, interactive=False)
         eval_timer = gr.Timer(2.0, active=False)
+        board_timer = gr.Timer(30.0, active=False)
         job_id = gr.State(None)
 
         def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v) -> tuple:
@@ -206,6 +208,9 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
         outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
         refresh.click(load, filters, outputs, api_name="scoreboard")
         tab.select(load, filters, outputs, api_visibility="private")
+        tab.select(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
+        auto.change(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
+        board_timer.tick(load, filters, outputs, api_visibility="private", show_progress="hidden")
         tab.select(on_open, None, [judge_info, candidate, baseline, eval_model], api_visibility="private")
         judge_battles_btn.click(run_judge_battles, None, judge_log, api_name="judge_battles")
         judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_name="judge_prompt_set")
