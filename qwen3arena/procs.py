@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -37,3 +39,19 @@ def running_command(pid: int) -> str | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
         return None
     return None if state == "Z" else raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a child process appended to its event file so far (a line still being
+    written is skipped): how the app follows training runs and benchmark jobs."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return events

@@ -76,27 +76,33 @@ def test_an_empty_store_gives_an_empty_board_with_a_hint(tmp_path):
     assert board.table.empty and "No votes yet" in board.notes[-1]
 
 
-def test_a_real_judge_run_on_the_local_model_records_unparseable_replies(runtime):
-    arena = runtime.arena
+def test_a_real_judge_run_on_the_local_model_records_unparseable_replies(runtime, tmp_path):
+    from qwen3arena.arena import Arena
+    from qwen3arena.config import ArenaSettings
+
+    store = Store(tmp_path / "db.duckdb")  # only this test's battles
+    arena = Arena(store, runtime.pool, ArenaSettings())
     for prompt in ("Can I freeze bread?", "How do I cook bacon?"):
         battle = arena.start_battle("anon:judge-test")
         list(arena.play_turn(battle, prompt))
         arena.vote(battle, "model_a", "anon:judge-test")
     settings = JudgeSettings(base_url=runtime.server.base_url, model="tiny-qwen3-base", api_key_env=None,
                              max_tokens=48, max_retries=1, concurrency=2)
-    lines = list(judge_voted_battles(runtime.store, settings, limit=2))
-    assert lines[-1].startswith("Done:")
-    judged = JudgeStore(runtime.store).list_judgements(judge_model="tiny-qwen3-base")
-    assert len(judged) >= 2
+    lines = list(judge_voted_battles(store, settings, limit=10))
+    assert lines[-1].startswith("Done:") and "of 2 battles" in lines[-1]
+    judged = JudgeStore(store).list_judgements(judge_model="tiny-qwen3-base")
+    assert len(judged) == 2
     games = [g for j in judged for g in j.games]
+    assert len(games) == 4
     # the tiny model rarely writes a verdict tag: such games are errors, never ties
     for game in games:
         assert (game.verdict is None) == (game.error is not None)
     assert all(j.outcome is None for j in judged if all(g.verdict is None for g in j.games))
     # a second run pays for nothing: every battle is already judged
-    assert list(judge_voted_battles(runtime.store, settings, limit=2)) == ["Every voted battle is already judged."]
-    board = build_scoreboard(runtime.store)
+    assert list(judge_voted_battles(store, settings, limit=10)) == ["Every voted battle is already judged."]
+    board = build_scoreboard(store)
     assert not board.table.empty
+    store.close()
 
 
 def test_the_scoreboard_through_the_api(app_url, runtime):

@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from qwen3arena.config import EvalSettings
 from qwen3arena.evals.report import BenchmarkScore, ReportError, collect, utcnow
-from qwen3arena.procs import die_with_parent, signal_group
+from qwen3arena.procs import die_with_parent, read_events, signal_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "evals"
@@ -183,8 +183,12 @@ def run_evalscope(model_name: str, base_url: str, datasets: Sequence[str | EvalD
 
 
 def execute(job: EvalJob, settings: EvalSettings, api_key: str | None = None,
-            on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> None:
-    """Runs one job to its end in the calling thread, recording everything on `job`."""
+            on_progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+            persist: Callable[[EvalJob], None] | None = None) -> None:
+    """Runs one job to its end in the calling thread, recording everything on `job`.
+
+    `persist` runs before the job shows a final status, so whoever waits for the job finds
+    its rows already stored."""
     datasets = job.specs or [_resolve(d) for d in job.datasets]
     job_dir = Path(job.work_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +206,7 @@ def execute(job: EvalJob, settings: EvalSettings, api_key: str | None = None,
 
     reason = _preflight(job.base_url, job.model, api_key) if settings.preflight else None
     if reason:
-        _finish(job, datasets, configs, {d.name: reason for d in datasets})
+        _finish(job, datasets, configs, {d.name: reason for d in datasets}, persist=persist)
         return
     spec = job_dir / "task.json"
     spec.write_text(json.dumps({"evalscope_version": EVALSCOPE_VERSION, "tasks": tasks}, indent=1))
@@ -244,11 +248,12 @@ def execute(job: EvalJob, settings: EvalSettings, api_key: str | None = None,
         if d.name not in done and d.name not in failures:
             failures[d.name] = crash or "EvalScope did not finish this dataset"
     version = next((e.get("evalscope_version") for e in events if e.get("evalscope_version")), None)
-    _finish(job, datasets, configs, failures, version=version)
+    _finish(job, datasets, configs, failures, version=version, persist=persist)
 
 
 def _finish(job: EvalJob, datasets: list[EvalDataset], configs: dict[str, str],
-            failures: dict[str, str], cancelled: bool = False, version: str | None = None) -> None:
+            failures: dict[str, str], cancelled: bool = False, version: str | None = None,
+            persist: Callable[[EvalJob], None] | None = None) -> None:
     rows: list[BenchmarkScore] = []
     for d in datasets:
         if d.name in failures:
@@ -274,9 +279,11 @@ def _finish(job: EvalJob, datasets: list[EvalDataset], configs: dict[str, str],
     job.error = "; ".join(f"{name}: {why}" for name, why in bad.items()) or None
     if cancelled:
         job.status, job.stage = "cancelled", "cancelled"
-    else:
-        job.status = "succeeded" if not bad else "partial" if ok else "failed"
-        job.stage = job.status
+        return
+    if persist is not None and rows:
+        persist(job)
+    job.status = "succeeded" if not bad else "partial" if ok else "failed"
+    job.stage = job.status
 
 
 def _crash_reason(code: int | None, job: EvalJob) -> str | None:
@@ -372,20 +379,6 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join([line for line in kept if line.strip()][-lines:])
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line being written
-    return events
-
-
 class EvalRunner:
     """Background benchmark jobs for the app: start() returns a job id at once; one job runs at a
     time (they share the vLLM server with the arena); pages poll get()/log_tail()."""
@@ -456,17 +449,19 @@ class EvalRunner:
                     job.status = job.stage = "cancelled"
                     job.finished_at = utcnow()
                     return
-                execute(job, self.settings, api_key=self._keys.pop(job_id, None), cancel=cancel)
+                execute(job, self.settings, api_key=self._keys.pop(job_id, None), cancel=cancel,
+                        persist=self._persist if self.store is not None else None)
             except Exception as exc:  # the runner must survive any one job
                 job.status, job.error, job.finished_at = "failed", f"runner error: {exc}", utcnow()
                 job.stage = "failed"
-            if self.store is not None and job.status != "cancelled" and job.scores:
-                from qwen3arena.evals.store import save_scores
 
-                try:
-                    save_scores(self.store, job.scores)
-                except Exception as exc:
-                    job.error = (job.error + "; " if job.error else "") + f"saving the scores failed: {exc}"
+    def _persist(self, job: EvalJob) -> None:
+        from qwen3arena.evals.store import save_scores
+
+        try:
+            save_scores(self.store, job.scores)
+        except Exception as exc:
+            job.error = (job.error + "; " if job.error else "") + f"saving the scores failed: {exc}"
 
 
 def job_summary(job: EvalJob) -> dict[str, Any]:

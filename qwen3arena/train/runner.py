@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from qwen3arena.procs import die_with_parent, running_command, signal_group
+from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations
@@ -57,20 +57,6 @@ class RunProgress:
             return 1.0
         last = self.last
         return min(last["step"] / max(last["total"], 1), 1.0) if last else 0.0
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line being written right now
-    return events
 
 
 class TrainingRunner:
