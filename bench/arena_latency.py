@@ -34,7 +34,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import openai  # noqa: E402
 
-from qwen3arena.config import GenerationParams, load_settings  # noqa: E402
+from qwen3arena.config import load_settings  # noqa: E402
 from qwen3arena.embedded import ensure_embedded_models  # noqa: E402
 
 PROMPTS = [

@@ -228,7 +228,7 @@ def main() -> None:
         print(f"{name}: {result}", file=sys.stderr, flush=True)
     base = next((r for n, r, _ in rows if n == "unsloth"), None)
     precision = "4-bit" if args.four_bit else "bf16"
-    print(f"\n| shape | path | tokens/s | vs raw Unsloth | peak memory (GiB; GPU allocated, or CPU RSS) |\n|---|---|---|---|---|")
+    print("\n| shape | path | tokens/s | vs raw Unsloth | peak memory (GiB; GPU allocated, or CPU RSS) |\n|---|---|---|---|---|")
     for name, result, _ in rows:
         ratio = f"{result['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "n/a"
         print(f"| {args.shape} {precision} | {name} | {result['tokens_per_s']:,.0f} | {ratio} | {result['peak_gib']:.1f} |")

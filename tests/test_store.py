@@ -3,7 +3,7 @@ import threading
 import duckdb
 import pytest
 
-from qwen3arena.store import BattleRecord, ModelRecord, Store, StoreLocked, VoteRejected
+from qwen3arena.store import BattleRecord, ModelRecord, Store, VoteRejected
 from qwen3arena.store.migrations import MIGRATIONS
 
 

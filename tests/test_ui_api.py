@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 from gradio_client import Client
 
 from conftest import CONTESTANTS

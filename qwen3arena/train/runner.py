@@ -10,7 +10,6 @@ runs the store still calls "running" are marked interrupted.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import re
