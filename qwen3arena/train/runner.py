@@ -272,13 +272,15 @@ class TrainingRunner:
         if final and final["event"] in ("done", "stopped"):
             metrics.update({k: v for k, v in final.items() if k not in ("event", "time")})
         run = replace(run, status=status, error=error, finished_at=utcnow(), metrics=metrics)
-        self.store.save_run(run)
+        # register (and join the arena) before the run shows its final status, so whoever
+        # waits for the run finds its checkpoint in place
         if saved and status in ("succeeded", "stopped") and self.on_finished is not None:
             try:
                 self.on_finished(run)
             except Exception as exc:
                 log.exception("registering checkpoint of run %s", run.run_id)
-                self.store.save_run(replace(run, error=f"trained, but registering the checkpoint failed: {exc}"))
+                run = replace(run, error=f"trained, but registering the checkpoint failed: {exc}")
+        self.store.save_run(run)
 
     def _force_stop(self, process: subprocess.Popen, run_id: str) -> None:
         try:
