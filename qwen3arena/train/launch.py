@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from qwen3arena.procs import read_events
 from qwen3arena.train.config import LoraTrainConfig
 
 
@@ -37,12 +37,11 @@ def run_training_subprocess(
         seen = 0
         while True:
             code = process.poll()
-            if progress.exists():
-                lines = progress.read_text().splitlines()
-                for line in lines[seen:]:
-                    if on_event and line.strip():
-                        on_event(json.loads(line))
-                seen = len(lines)
+            events = read_events(progress)  # skips a line still being written
+            if on_event:
+                for event in events[seen:]:
+                    on_event(event)
+            seen = len(events)
             if code is not None:
                 break
             time.sleep(0.5)
