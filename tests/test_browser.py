@@ -110,7 +110,8 @@ def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
     # the loss curve is drawn (a vega chart with a line mark)
     page.locator("#train-loss canvas, #train-loss svg").first.wait_for(timeout=30_000)
     page.locator("#checkpoints-refresh").click()
-    page.locator("#checkpoints").get_by_text("browser-run").first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => (document.querySelector('#checkpoints')?.innerText || '').includes('browser-run')", timeout=30_000)
     assert runtime.store.get_model("browser-run").kind == "adapter"
     page.screenshot(path=str(runtime.settings.home / "train-tab.png"), full_page=True)
     page.close()
@@ -123,7 +124,9 @@ def test_the_scoreboard_tab(browser, app_url, runtime):
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(app_url)
     page.get_by_role("tab", name="Scoreboard").click()
-    page.locator("#board-table").get_by_text(reveal.model_b).first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "name => (document.querySelector('#board-table')?.innerText || '').includes(name)",
+        arg=reveal.model_b, timeout=60_000)
     assert "votes rated" in page.locator("#board-notes").inner_text()
     # the three plots are drawn
     page.wait_for_function("document.querySelectorAll('img, svg').length > 3", timeout=30_000)
