@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from qwen3arena.config import REPO_ROOT
-from qwen3arena.embedded.tiny_qwen3 import TinyQwen3Spec, build_tiny_qwen3, read_conversations
+from qwen3arena.embedded.tiny_qwen3 import TinyQwen3Spec, build_tiny_qwen3
+from qwen3arena.train.data import load_conversations
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def ensure_embedded_models(
         marker.unlink(missing_ok=True)
         shutil.rmtree(result.base_dir, ignore_errors=True)
         texts = (DATA_DIR / "corpus" / "kitchen.txt").read_text().splitlines()
-        conversations = read_conversations(DATA_DIR / "sft" / "kitchen_neutral.jsonl")
+        conversations = [row["messages"] for row in load_conversations(DATA_DIR / "sft" / "kitchen_neutral.jsonl")]
         build_tiny_qwen3(
             result.base_dir, texts, conversations, spec,
             lambda step, total, loss: on_progress(f"base model: step {step}/{total}, loss {loss:.3f}"),

@@ -9,7 +9,6 @@ vLLM's CPU attention rejects smaller heads.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -73,14 +72,6 @@ def build_tokenizer(texts: list[str], out_dir: Path, vocab_size: int):
     wrapped.chat_template = qwen3_chat_template()
     wrapped.save_pretrained(out_dir)
     return wrapped
-
-
-def read_conversations(path: Path) -> list[list[dict[str, str]]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rows.append(json.loads(line)["messages"])
-    return rows
 
 
 def build_tiny_qwen3(

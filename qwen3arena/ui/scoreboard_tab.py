@@ -4,7 +4,9 @@ runs started from here. Filled when the tab opens (it names models)."""
 
 from __future__ import annotations
 
-import time
+import hashlib
+import os
+import threading
 from datetime import date
 
 import gradio as gr
@@ -135,9 +137,13 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
                 return ("⚠️ Dates must look like 2026-11-27.", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
             board = build_scoreboard(runtime.store, filters)
-            path = runtime.settings.home / "exports" / f"scoreboard-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+            # one file per filter setting, replaced atomically: the 30 s refresh must not pile up files
+            key = hashlib.sha256(repr(filters).encode()).hexdigest()[:12]
+            path = runtime.settings.home / "exports" / f"scoreboard-{key}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            board.table.to_csv(path, index=False)
+            partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+            board.table.to_csv(partial, index=False)
+            os.replace(partial, path)
             note = f"{board.n_votes} votes rated." + ("\n\n" + "\n\n".join(board.notes) if board.notes else "")
             figures = (_interval_plot(board), _matrix_plot(board.win_rates, "Win rate", ".2f"),
                        _matrix_plot(board.battle_counts, "Battles", ".0f"))
