@@ -123,6 +123,19 @@ def main() -> None:
     rng.shuffle(prompts)
     (HERE / "prompts").mkdir(exist_ok=True)
     (HERE / "prompts" / "kitchen.txt").write_text("\n".join(prompts[:20]) + "\n")
+    # Every question with its category: the prompt catalog that gives battles a category
+    # (qwen3arena.harvest) and a shipped prompt set.
+    with open(HERE / "prompts" / "kitchen.jsonl", "w") as f:
+        for question in sorted(q for q, _ in styles["neutral"]):
+            f.write(json.dumps({"prompt": question, "category": category(question)}) + "\n")
+
+
+def category(question: str) -> str:
+    for start, name in (("How long", "fridge"), ("Can I freeze", "freezer"),
+                        ("How should I store", "storage"), ("How do I cook", "cooking")):
+        if question.startswith(start):
+            return name
+    return "chat"
 
 
 if __name__ == "__main__":

@@ -135,4 +135,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmark_scores_model ON benchmark_scores (model, dataset, metric);
     """,
+    # 5: harvest (qwen3arena/harvest): round datasets built from votes, and battles an admin
+    # left out of harvesting by hand
+    """
+    CREATE TABLE rounds (
+        round            INTEGER PRIMARY KEY,   -- 1, 2, ...: the training round the data is for
+        created_at       TIMESTAMPTZ NOT NULL,
+        created_by       VARCHAR,
+        rules            JSON NOT NULL,         -- qwen3arena.harvest.HarvestRules
+        filters          JSON NOT NULL,         -- the Data tab's filters when it was built
+        vote_ids         JSON NOT NULL,         -- exactly the votes it used (later votes are not in it)
+        counts           JSON NOT NULL,         -- rows per kind and source, exclusions by reason
+        directory        VARCHAR NOT NULL,      -- datasets/rounds/round-NNN: sft.jsonl, preference.jsonl,
+                                                -- sources.jsonl, manifest.json, README.md
+        content_sha      VARCHAR NOT NULL UNIQUE,  -- sha256 over the data files: a round never repeats
+        parent           VARCHAR                -- checkpoint the round is meant to continue from
+    );
+    CREATE TABLE harvest_exclusions (
+        battle_id    VARCHAR PRIMARY KEY,
+        reason       VARCHAR NOT NULL,
+        excluded_by  VARCHAR,
+        created_at   TIMESTAMPTZ NOT NULL
+    );
+    """,
 ]

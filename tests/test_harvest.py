@@ -1,0 +1,210 @@
+"""Harvest rules on hand-made battles, and round building on a real DuckDB store."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from qwen3arena.harvest import (
+    BattleFilters, Harvester, HarvestError, HarvestRules, VotedBattle, harvest, lineage, preference_pair,
+)
+from qwen3arena.store import BattleRecord, Store
+
+
+def conv(*texts: str) -> list[dict]:
+    """user, assistant, user, assistant, ..."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
+
+
+def battle(bid: str, outcome: str, a=("Q?", "answer A"), b=("Q?", "answer B"), **kw) -> VotedBattle:
+    turns = len(a) // 2
+    return VotedBattle(battle_id=bid, vote_id="v-" + bid, outcome=outcome, model_a="ma", model_b="mb",
+                       conversation_a=conv(*a), conversation_b=conv(*b),
+                       finish_reasons_a=kw.pop("fa", ["stop"] * turns), finish_reasons_b=kw.pop("fb", ["stop"] * turns),
+                       **kw)
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+def test_decisive_vote_gives_winner_sft_row_and_pair():
+    result = harvest([battle("1", "model_b")], HarvestRules())
+    assert [r.row for r in result.sft] == [{"messages": conv("Q?", "answer B")}]
+    assert result.sft[0].side == "model_b" and result.sft[0].vote_id == "v-1"
+    assert [r.row for r in result.preference] == [{
+        "prompt": [{"role": "user", "content": "Q?"}],
+        "chosen": [{"role": "assistant", "content": "answer B"}],
+        "rejected": [{"role": "assistant", "content": "answer A"}],
+    }]
+    assert result.used_vote_ids == ["v-1"]
+
+
+def test_ties_and_both_bad_follow_the_stated_rules():
+    battles = [battle("t", "tie"), battle("x", "both_bad")]
+    skipped = harvest(battles, HarvestRules())
+    assert not skipped.sft and not skipped.preference
+    assert skipped.excluded == {"t": "tie", "x": "both bad"}
+    both = harvest(battles, HarvestRules(ties="both"))
+    assert [r.row["messages"][-1]["content"] for r in both.sft] == ["answer A", "answer B"]
+    assert not both.preference  # a tie never makes a pair
+    assert both.excluded == {"x": "both bad"}
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"identity_leak": True}, "identity leak"),
+    ({"status": "error"}, "battle error"),
+    ({"fa": ["length"]}, "unfinished answer"),
+    ({"fb": [None]}, "unfinished answer"),
+    ({"a": ("Q?", "  ")}, "unfinished answer"),
+    ({"excluded": "off-topic"}, "excluded by hand"),
+])
+def test_battles_that_never_give_data(kwargs, reason):
+    result = harvest([battle("1", "model_a", **kwargs)], HarvestRules())
+    assert not result.sft and not result.preference
+    assert result.excluded == {"1": reason}
+
+
+def test_judge_filter_keeps_only_agreeing_votes():
+    battles = [battle("agree", "model_a", judge_outcome="model_a"),
+               battle("disagree", "model_a", judge_outcome="model_b"),
+               battle("unjudged", "model_a")]
+    result = harvest(battles, HarvestRules(judge_agrees_only=True))
+    assert [r.battle_id for r in result.sft] == ["agree"]
+    assert result.excluded == {"disagree": "judge disagrees", "unjudged": "no judge verdict"}
+    assert not harvest(battles, HarvestRules()).excluded  # without the filter all three count
+
+
+def test_multi_turn_gives_sft_of_whole_conversation_but_no_pair():
+    b = battle("m", "model_a", a=("Q1", "A1", "Q2", "A2"), b=("Q1", "B1", "Q2", "B2"))
+    assert preference_pair(b) is None  # each side saw its own first answer
+    result = harvest([b], HarvestRules())
+    assert result.sft[0].row["messages"] == conv("Q1", "A1", "Q2", "A2")
+    assert not result.preference
+    assert harvest([b], HarvestRules(include_multi_turn=False)).excluded == {"m": "multi-turn"}
+
+
+def test_duplicates_are_kept_once_oldest_first():
+    battles = [battle("1", "model_a", a=("Q?", "same  answer")), battle("2", "model_a", a=("Q?", "same answer")),
+               battle("3", "model_b")]
+    result = harvest(battles, HarvestRules())
+    assert [r.battle_id for r in result.sft] == ["1", "3"]
+    assert result.duplicates == 2  # the sft row and the pair of battle 2
+
+
+# -- rounds on a real store ---------------------------------------------------------------------
+
+def add_vote(store: Store, bid: str, outcome: str, a: str = "answer A", b: str = "answer B",
+             prompt: str = "How should I store eggs?", finish: str = "stop", voter: str = "user:ann") -> None:
+    store.save_battle(BattleRecord(
+        battle_id=bid, voter=voter, model_a="ma", model_b="mb", status="ready", turns=1,
+        conversation_a=conv(prompt, a), conversation_b=conv(prompt, b),
+        metrics_a=[{"finish_reason": finish}], metrics_b=[{"finish_reason": "stop"}]))
+    store.record_vote(bid, outcome, voter)
+
+
+@pytest.fixture
+def harvester(tmp_path):
+    store = Store(tmp_path / "db.duckdb")
+    yield Harvester(store, tmp_path / "rounds", categories={"How should I store eggs?": "storage"})
+    store.close()
+
+
+def test_no_decisive_votes_is_a_clear_refusal(harvester):
+    with pytest.raises(HarvestError, match="No votes give training data"):
+        harvester.build_round()
+    add_vote(harvester.store, "b1", "tie")
+    add_vote(harvester.store, "b2", "model_a", finish="length")
+    with pytest.raises(HarvestError, match="tie: 1.*unfinished answer: 1|unfinished answer: 1.*tie: 1"):
+        harvester.build_round()
+    assert harvester.rounds() == [] and not list((harvester.rounds_dir).glob("*"))
+
+
+def test_round_files_manifest_and_second_round(harvester, tmp_path):
+    store = harvester.store
+    add_vote(store, "b1", "model_a", a="Keep them in the carton.")
+    add_vote(store, "b2", "model_b", b="In the fridge.", prompt="Where do eggs go?")
+    first = harvester.build_round(created_by="user:admin")
+    assert first.round == 1 and sorted(first.vote_ids) == sorted(v.vote_id for v in store.list_votes())
+    from datasets import load_dataset
+
+    sft = load_dataset("json", data_files=str(first.sft_path))["train"]
+    assert sorted(r["messages"][-1]["content"] for r in sft) == ["In the fridge.", "Keep them in the carton."]
+    pairs = load_dataset("json", data_files=str(first.preference_path))["train"]
+    assert len(pairs) == 2 and set(pairs.column_names) == {"prompt", "chosen", "rejected"}
+    manifest = json.loads(first.manifest_path.read_text())
+    assert manifest["round"] == 1 and manifest["counts"]["sft"] == 2 and manifest["content_sha"] == first.content_sha
+    sources = [json.loads(line) for line in (first.sft_path.parent / "sources.jsonl").read_text().splitlines()]
+    assert {s["battle_id"] for s in sources} == {"b1", "b2"}
+
+    # built twice with no new vote: refused, nothing written
+    with pytest.raises(HarvestError, match="Nothing new since round 1"):
+        harvester.build_round()
+    # one new vote: round 2 holds the new row plus round 1's rows (mixed, deduplicated)
+    add_vote(store, "b3", "model_a", a="Cool and dry.", prompt="Flour?")
+    second = harvester.build_round()
+    assert second.round == 2 and second.counts["sft"] == 3 and second.counts["sft from earlier rounds"] == 0
+    assert set(second.vote_ids) == {v.vote_id for v in store.list_votes()}
+    assert [r.round for r in harvester.rounds()] == [1, 2]
+    alone = harvester.preview(HarvestRules(include_previous_rounds=False))
+    assert alone.counts["sft"] == 3  # the votes themselves still give all three rows
+
+
+def test_votes_arriving_during_a_build_are_not_in_the_manifest(harvester):
+    store = harvester.store
+    for i in range(20):
+        add_vote(store, f"a{i}", "model_a", a=f"answer {i}", prompt=f"question {i}")
+    before = {v.vote_id for v in store.list_votes()}
+    late = threading.Thread(target=lambda: [add_vote(store, f"late{i}", "model_b", b=f"late {i}",
+                                                     prompt=f"late q {i}") for i in range(10)])
+    late.start()
+    record = harvester.build_round()
+    late.join()
+    rows = [json.loads(line) for line in record.sft_path.read_text().splitlines()]
+    used = set(record.vote_ids)
+    assert before <= used <= {v.vote_id for v in store.list_votes()}
+    assert len(rows) == len(used)  # the files hold exactly the manifest's votes
+    after = harvester.build_round()  # the late votes make the next round
+    assert set(after.vote_ids) - used == {v.vote_id for v in store.list_votes()} - used
+
+
+def test_filters_exclusions_and_categories(harvester):
+    store = harvester.store
+    add_vote(store, "b1", "model_a")
+    add_vote(store, "b2", "model_b", prompt="Something else?", voter="user:bob")
+    add_vote(store, "b3", "tie")
+    assert [r.category for r in harvester.browse()] == ["storage", "uncategorized", "storage"]
+    assert [r.battle.battle_id for r in harvester.browse(BattleFilters(category="storage"))] == ["b1", "b3"]
+    assert [r.battle.battle_id for r in harvester.browse(BattleFilters(voter="user:bob"))] == ["b2"]
+    assert [r.battle.battle_id for r in harvester.browse(BattleFilters(outcomes=("tie",)))] == ["b3"]
+    assert [r.battle.battle_id for r in harvester.browse(BattleFilters(judge="no verdict"))] == ["b1", "b2", "b3"]
+    harvester.exclude("b1", "wrong facts", by="user:admin")
+    assert harvester.battle("b1").battle.excluded == "wrong facts"
+    plan = harvester.preview(filters=BattleFilters())
+    assert plan.counts["sft"] == 1 and plan.harvest.excluded["b1"] == "excluded by hand"
+    harvester.include("b1")
+    assert harvester.preview().counts["sft"] == 2
+    with pytest.raises(HarvestError):
+        harvester.exclude("nope", "x")
+    # a round built from a filter uses only the filtered votes
+    record = harvester.build_round(filters=BattleFilters(voter="user:bob"))
+    assert record.vote_ids == [store.execute("SELECT vote_id FROM votes WHERE battle_id = 'b2'")[0][0]]
+
+
+def test_lineage_puts_checkpoints_in_rounds(harvester):
+    import pandas as pd
+
+    from qwen3arena.store import ModelRecord, RunRecord
+
+    store = harvester.store
+    store.upsert_model(ModelRecord("base", "base"))
+    store.upsert_model(ModelRecord("r1", "adapter", base_model="base"))
+    store.save_run(RunRecord("run1", "r1", "succeeded", {"dataset": "/x/round-001/sft.jsonl", "method": "sft"},
+                             "/out", parent="base", round=1, metrics={"rows": 12}))
+    ratings = pd.DataFrame({"model": ["base", "r1"], "rating": [1000.0, 1100.0], "lower": [950.0, 1060.0],
+                            "upper": [1040.0, 1150.0], "votes": [40, 40]})
+    entries = lineage(store, ratings)
+    assert [(e.round, e.checkpoint, e.parent) for e in entries] == [(0, "base", None), (1, "r1", "base")]
+    by = {e.checkpoint: e for e in entries}
+    assert by["r1"].data == "round-001/sft.jsonl" and by["r1"].rows == 12
+    assert by["r1"].change_vs(by["base"]) == "+100 (better)"
