@@ -1,7 +1,11 @@
-"""Command line: `python -m qwen3arena [app|build-default]`.
+"""Command line: `python -m qwen3arena [app|build-default|harvest|train-round|publish|rounds]`.
 
 app            start the web app (the default; same as `python app.py`)
 build-default  build the embedded tiny Qwen3 and its adapters into the data directory
+harvest        build the next round's dataset from the votes (--dry-run: counts only)
+train-round N  train round N (SFT or --method dpo) and register the checkpoint
+publish CKPT   put a checkpoint into the arena
+rounds         list the rounds and the lineage of every checkpoint
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import logging
 import signal
 import sys
 
+from qwen3arena import cli
 from qwen3arena.config import ConfigError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qwen3arena", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="app", choices=["app", "build-default"])
+    parser.add_argument("command", nargs="?", default="app", choices=["app", "build-default", *cli.COMMANDS])
     parser.add_argument("--config", help="site YAML merged over configs/default.yaml")
     parser.add_argument("--host", help="address the web app listens on")
     parser.add_argument("--port", type=int, help="port of the web app")
+    cli.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -28,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in cli.COMMANDS:
+        return cli.run(args.command, args, settings)
     if args.command == "build-default":
         from qwen3arena.embedded import ensure_embedded_models
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwen3arena.arena import Arena
-from qwen3arena.config import Settings
+from qwen3arena.config import REPO_ROOT, Settings
 from qwen3arena.evals import EvalRunner
+from qwen3arena.harvest import Harvester, HarvestError, load_prompt_categories
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer, endpoint_contestant
 from qwen3arena.store import ModelRecord, RunRecord, Store
-from qwen3arena.train import TrainingRunner, export_merged_subprocess
+from qwen3arena.train import LoraTrainConfig, TrainingRunner, export_merged_subprocess
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Runtime:
     arena: Arena
     runner: TrainingRunner | None = None
     evals: EvalRunner | None = None
+    harvester: Harvester | None = None
     base_path: str | None = None
     progress: str = "starting"
     error: str | None = None
@@ -47,7 +49,7 @@ class Runtime:
 
     def _prepare(self) -> None:
         try:
-            base_path, adapters = self._resolve_models()
+            base_path, adapters = self.resolve_models()
             self.base_path = base_path
             if self.server is not None:
                 self.server.model_path = base_path
@@ -70,7 +72,8 @@ class Runtime:
         self.progress = message
         log.info("%s", message)
 
-    def _resolve_models(self) -> tuple[str, dict[str, str]]:
+    def resolve_models(self) -> tuple[str, dict[str, str]]:
+        """The base model directory and the adapters to serve (builds the embedded default once)."""
         settings = self.settings
         adapters: dict[str, str] = {}
         if settings.model.base == "embedded":
@@ -114,6 +117,19 @@ class Runtime:
             record.metadata["arena"] = False
             self.store.upsert_model(record)
 
+    def publish(self, name: str) -> str:
+        """Puts a registered checkpoint into the arena: loaded into the running server now, or,
+        without one (the CLI), marked so that the app loads it when it starts."""
+        record = self.store.get_model(name)
+        if record is None or record.kind != "adapter" or not record.path:
+            raise AdapterError(f"{name!r} is not a registered LoRA checkpoint")
+        if self.server is not None:
+            self.add_adapter(name, record.path)
+            return f"{name} is registered and now in the arena."
+        record.metadata["arena"] = True
+        self.store.upsert_model(record)
+        return f"{name} is registered and joins the arena when the app starts."
+
     def export_checkpoint(self, name: str) -> Path:
         """Merged 16-bit copy of a checkpoint under models/exports/, for vLLM or Ollama elsewhere."""
         record = self.store.get_model(name)
@@ -152,17 +168,45 @@ class Runtime:
                 "run_id": run.run_id, "base_path": config["base_model"], "dataset": config["dataset"],
                 "dataset_sha": run.dataset_sha, "parent": run.parent, "round": run.round,
                 "status": run.status, "final_loss": run.metrics.get("final_loss"),
+                "method": config.get("method", "sft"),
             }))
         same_base = self.base_path is not None and Path(config["base_model"]).resolve() == Path(self.base_path).resolve()
         if not same_base:
             record.base_model = config["base_model"]
         self.store.upsert_model(record)
-        if run.join_arena and same_base and self.server is not None:
-            self.add_adapter(run.name, run.output_dir)
-            return f"{run.name} is registered and now in the arena."
+        if run.join_arena and same_base:
+            return self.publish(run.name)
         if run.join_arena:
             return f"{run.name} is registered; it was trained on another base model, so it cannot join this server."
         return f"{run.name} is registered."
+
+    def round_run_config(self, number: int, method: str = "sft", parent: str | None = None,
+                         name: str | None = None, **overrides) -> LoraTrainConfig:
+        """The training run of round N: its data, the parent checkpoint to go on from (its
+        adapter's weights), the served base. `overrides` are LoraTrainConfig fields."""
+        if self.harvester is None:
+            raise HarvestError("Harvesting is not set up in this app.")
+        record = self.harvester.get_round(number)
+        parent = parent if parent is not None else record.parent
+        init_adapter = None
+        if parent:
+            model = self.store.get_model(parent)
+            if model is None:
+                raise HarvestError(f"Parent checkpoint {parent!r} is not registered.")
+            if model.kind == "adapter" and model.path:
+                init_adapter = model.path
+        data = record.preference_path if method == "dpo" else record.sft_path
+        if not data.exists() or not data.read_text().strip():
+            kind = "preference pairs" if method == "dpo" else "SFT rows"
+            raise HarvestError(f"Round {number} has no {kind}; choose the other method.")
+        base = overrides.pop("base_model", None) or self.base_path
+        if not base:
+            raise HarvestError("The base model is not ready yet; wait until the models have started.")
+        defaults = {"learning_rate": 5e-5, "beta": 0.1} if method == "dpo" else {}
+        return LoraTrainConfig(
+            name=name or f"round{number}-{method}", base_model=base, dataset=str(data), output_dir="",
+            method=method, parent=parent or None, round=number, init_adapter=init_adapter,
+            **{**defaults, **overrides})
 
     def shutdown(self) -> None:
         if self.runner is not None:
@@ -202,4 +246,6 @@ def create_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(settings, store, server, pool, arena)
     runtime.runner = TrainingRunner(store, settings.home / "runs", on_finished=runtime.register_checkpoint)
     runtime.evals = EvalRunner(settings.home / "evals", store, settings.evals)
+    runtime.harvester = Harvester(store, settings.home / "datasets" / "rounds", load_prompt_categories(
+        sorted((REPO_ROOT / "data" / "prompts").glob("*.jsonl")) + sorted((settings.home / "prompts").glob("*.jsonl"))))
     return runtime

@@ -84,6 +84,11 @@ def test_multi_turn_gives_sft_of_whole_conversation_but_no_pair():
     assert harvest([b], HarvestRules(include_multi_turn=False)).excluded == {"m": "multi-turn"}
 
 
+def test_identical_answers_give_no_pair():
+    result = harvest([battle("same", "model_a", a=("Q?", "Same."), b=("Q?", " Same. "))], HarvestRules())
+    assert len(result.sft) == 1 and not result.preference
+
+
 def test_duplicates_are_kept_once_oldest_first():
     battles = [battle("1", "model_a", a=("Q?", "same  answer")), battle("2", "model_a", a=("Q?", "same answer")),
                battle("3", "model_b")]

@@ -7,8 +7,9 @@ The rules (docs/harvest.md says the same for people):
   voter read them (no thinking text: it was never judged).
 * The same vote becomes one preference pair ``{"prompt", "chosen", "rejected"}`` (trl's
   conversational preference format) when both sides answered the same conversation, i.e. the
-  messages before the last answer are identical. That holds for every single-turn battle; in a
-  multi-turn battle each side saw its own earlier answers, so it gives SFT data only.
+  messages before the last answer are identical and the two answers differ. That holds for
+  single-turn battles; in a multi-turn battle each side saw its own earlier answers, so it gives
+  SFT data only.
 * A tie gives nothing by default (``ties="skip"``); with ``ties="both"`` both answers become
   SFT examples (the voter found them equally good) and never a pair.
 * "Both bad" never gives data: there is no answer to imitate and no better side.
@@ -161,6 +162,8 @@ def preference_pair(battle: VotedBattle) -> dict[str, Any] | None:
     if not a or not b or a[:-1] != b[:-1] or a[-1]["role"] != "assistant" or b[-1]["role"] != "assistant":
         return None
     chosen, rejected = (a, b) if battle.outcome == "model_a" else (b, a)
+    if content_key(chosen[-1]) == content_key(rejected[-1]):
+        return None  # the same answer twice teaches no preference
     return {"prompt": chosen[:-1], "chosen": [chosen[-1]], "rejected": [rejected[-1]]}
 
 

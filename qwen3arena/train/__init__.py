@@ -1,4 +1,4 @@
-"""Training: Unsloth LoRA runs of Qwen3 through trl's SFTTrainer, one subprocess per run.
+"""Training: Unsloth LoRA runs of Qwen3 through trl's SFTTrainer or DPOTrainer, one subprocess per run.
 
 Public surface: LoraTrainConfig (a run's arguments), TrainingRunner (the app's queue of runs),
 run_training_subprocess (a blocking run, for the embedded builder and scripts), the dataset
@@ -10,7 +10,7 @@ imported lazily so that the training process itself needs nothing but the traini
 from typing import Any
 
 from qwen3arena.train.config import ALL_PROJECTIONS, LoraTrainConfig
-from qwen3arena.train.data import DatasetError, file_sha256, load_conversations, render_preview
+from qwen3arena.train.data import DatasetError, file_sha256, load_conversations, load_preferences, render_preference_preview, render_preview
 from qwen3arena.train.launch import TrainingFailed, export_merged_subprocess, run_training_subprocess
 
 _RUNNER_NAMES = {"RunProgress", "RunRejected", "TrainingRunner"}
@@ -27,5 +27,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALL_PROJECTIONS", "DatasetError", "LoraTrainConfig", "RunProgress", "RunRejected",
     "TrainingFailed", "TrainingRunner", "export_merged_subprocess", "file_sha256",
-    "load_conversations", "render_preview", "run_training_subprocess",
+    "load_conversations", "load_preferences", "render_preference_preview", "render_preview", "run_training_subprocess",
 ]

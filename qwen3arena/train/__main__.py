@@ -1,6 +1,6 @@
 """Training entry points, each its own process:
 
-  python -m qwen3arena.train RUN.yaml [--progress events.jsonl]   one LoRA SFT run
+  python -m qwen3arena.train RUN.yaml [--progress events.jsonl]   one LoRA run (SFT or DPO, by `method`)
   python -m qwen3arena.train export ADAPTER_DIR OUT_DIR           merged 16-bit export
 """
 
@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     config = LoraTrainConfig.from_yaml(args.config)
     progress = args.progress or Path(config.output_dir) / "progress.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
-    from qwen3arena.train.sft import run
+    if config.method == "dpo":
+        from qwen3arena.train.dpo import run
+    else:
+        from qwen3arena.train.sft import run
 
     try:
         metrics = run(config, progress)

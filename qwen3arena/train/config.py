@@ -19,7 +19,7 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 @dataclass
 class LoraTrainConfig:
-    """One LoRA SFT run. Field names follow trl/peft where they exist."""
+    """One LoRA run (SFT or DPO). Field names follow trl/peft where they exist."""
 
     name: str                      # the checkpoint name this run registers
     base_model: str                # local directory or hub id
@@ -40,6 +40,9 @@ class LoraTrainConfig:
     load_in_4bit: bool = False     # QLoRA; needs a CUDA GPU
     answers_only: bool = True      # loss on the final assistant answer only
     packing: bool = False          # pack short conversations into full-length rows
+    packing_strategy: str = "bfd"  # trl: "bfd" keeps conversations whole (padding-free rows)
+    padding_free: bool | None = None  # None: the app decides (docs/training.md, "Batching")
+    pad_to_multiple_of: int | None = None  # padded batches: bound the number of distinct shapes
     gradient_checkpointing: bool = True
     warmup_steps: int = 0
     seed: int = 3407
@@ -48,6 +51,9 @@ class LoraTrainConfig:
     wandb_run_name: str | None = None
     parent: str | None = None      # checkpoint this round continues from (lineage)
     round: int | None = None
+    method: str = "sft"            # sft: trl SFTTrainer; dpo: trl DPOTrainer on preference pairs
+    beta: float = 0.1              # DPO: how far the policy may move from the reference
+    init_adapter: str | None = None  # adapter directory whose weights start this run (the parent's)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":

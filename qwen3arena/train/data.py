@@ -140,3 +140,90 @@ def render_preview(rows: list[dict[str, Any]], tokenizer: Any, answers_only: boo
         else:
             previews.append(("", full))
     return previews
+
+
+def load_preferences(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:
+    """Reads and checks preference pairs (trl's format, for DPO); returns conversational rows
+    {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if path.suffix.lower() not in SUFFIXES:
+        raise DatasetError(f"{path.name}: unsupported file type {path.suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
+    rows = [_check_pair(row, number, path.name) for number, row in _read_pairs(path)]
+    if not rows:
+        raise DatasetError(f"{path.name}: the dataset is empty")
+    if len(rows) < min_rows:
+        raise DatasetError(f"{path.name}: {len(rows)} pair(s) is too small to train on (at least {min_rows})")
+    return rows
+
+
+def _read_pairs(path: Path) -> Iterable[tuple[int, Any]]:
+    if path.suffix.lower() in (".jsonl", ".json"):
+        yield from _read(path)
+        return
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise DatasetError(f"{path.name}: cannot be read ({exc})") from exc
+    missing = {"prompt", "chosen", "rejected"} - set(frame.columns)
+    if missing:
+        raise DatasetError(f"{path.name}: preference data needs 'prompt', 'chosen' and 'rejected' columns; "
+                           f"missing {sorted(missing)}")
+    start = 2 if path.suffix.lower() == ".csv" else 1
+    for number, record in enumerate(frame.to_dict(orient="records"), start=start):
+        for key in ("prompt", "chosen", "rejected"):
+            value = record[key]
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                try:
+                    record[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    pass
+            elif hasattr(value, "tolist"):
+                record[key] = [dict(m) for m in value.tolist()]
+        yield number, record
+
+
+def _check_pair(row: Any, number: int, name: str) -> dict[str, Any]:
+    where = f"{name}: row {number}"
+    if not isinstance(row, dict) or not {"prompt", "chosen", "rejected"} <= set(row):
+        found = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise DatasetError(f"{where}: a preference pair needs 'prompt', 'chosen' and 'rejected'; found {found}")
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DatasetError(f"{where}: empty prompt")
+        prompt = [{"role": "user", "content": prompt}]
+    _check_messages(prompt, where + " (prompt)")
+    if prompt[-1]["role"] != "user":
+        raise DatasetError(f"{where}: the prompt must end with a user message")
+    answers = {}
+    for key in ("chosen", "rejected"):
+        value = row[key]
+        if isinstance(value, str):
+            if not value.strip():
+                raise DatasetError(f"{where}: empty {key} answer")
+            value = [{"role": "assistant", "content": value}]
+        _check_messages(value, f"{where} ({key})")
+        if len(value) != 1 or value[0]["role"] != "assistant":
+            raise DatasetError(f"{where}: '{key}' must be one assistant message")
+        answers[key] = [{"role": "assistant", "content": value[0]["content"]}]
+    if answers["chosen"] == answers["rejected"]:
+        raise DatasetError(f"{where}: chosen and rejected are the same answer")
+    return {"prompt": [{"role": m["role"], "content": m["content"]} for m in prompt], **answers}
+
+
+def render_preference_preview(rows: list[dict[str, Any]], tokenizer: Any,
+                              limit: int = 3) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) text per pair as DPO sees it: the chat template applied."""
+    previews = []
+    for row in rows[:limit]:
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        texts = []
+        for key in ("chosen", "rejected"):
+            full = tokenizer.apply_chat_template(row["prompt"] + row[key], tokenize=False)
+            texts.append(full[len(prompt):] if full.startswith(prompt) else full)
+        previews.append((prompt, texts[0], texts[1]))
+    return previews

@@ -26,10 +26,11 @@ from typing import Any, Callable
 from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
 from qwen3arena.train.config import LoraTrainConfig
-from qwen3arena.train.data import file_sha256, load_conversations
+from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
 log = logging.getLogger(__name__)
 
+METHODS = ("sft", "dpo")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -101,7 +102,12 @@ class TrainingRunner:
             raise RunRejected(f"Base model {config.base_model!r}: no model there (config.json missing).")
         if config.max_steps <= 0 and config.num_train_epochs <= 0:
             raise RunRejected("Set epochs above 0 or max steps above 0.")
-        rows = load_conversations(config.dataset)  # DatasetError names the row
+        if config.method not in METHODS:
+            raise RunRejected(f"Method {config.method!r}: choose one of {', '.join(METHODS)}.")
+        if config.init_adapter and not (Path(config.init_adapter) / "adapter_config.json").exists():
+            raise RunRejected(f"Parent adapter {config.init_adapter!r}: no adapter there (adapter_config.json missing).")
+        # DatasetError names the row
+        rows = load_preferences(config.dataset) if config.method == "dpo" else load_conversations(config.dataset)
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         output_dir = self.runs_dir / run_id
         config = replace(config, output_dir=str(output_dir))

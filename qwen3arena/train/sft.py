@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from qwen3arena.train.common import load_lora_model
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError, load_conversations, split_for_training
 
-__all__ = ["DatasetError", "run"]
+__all__ = ["DatasetError", "batching_args", "run"]
 
 
 class _StopRequest:
@@ -28,6 +29,19 @@ class _StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+
+
+def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
+    """SFTConfig arguments for how rows become batches (docs/training.md, "Batching")."""
+    if config.packing:
+        # "bfd" packs whole conversations into rows of max_length and runs them padding-free
+        # (position_ids restart per conversation; attention never crosses one).
+        return {"packing": True, "packing_strategy": config.packing_strategy,
+                "pad_to_multiple_of": config.pad_to_multiple_of}
+    args: dict[str, Any] = {"packing": False, "pad_to_multiple_of": config.pad_to_multiple_of}
+    if config.padding_free is not None:
+        args["padding_free"] = config.padding_free
+    return args
 
 
 def run(config: LoraTrainConfig, progress_path: Path) -> dict[str, Any]:
@@ -54,29 +68,11 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
            emit: Callable[..., None], stop: _StopRequest) -> dict[str, Any]:
     import torch
 
-    if config.load_in_4bit and not torch.cuda.is_available():
-        raise DatasetError("4-bit (QLoRA) loading needs a CUDA GPU (bitsandbytes); untick 4-bit on a CPU")
-    import unsloth  # noqa: F401  (must come first: it patches trl/transformers/peft)
+    model, tokenizer = load_lora_model(config, emit)  # imports Unsloth first
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
-    from unsloth import FastLanguageModel
 
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=config.base_model,
-        max_seq_length=config.max_length,
-        load_in_4bit=config.load_in_4bit,
-        dtype=None,
-    )
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=config.target_modules,
-        use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
-        random_state=config.seed,
-    )
     dataset = Dataset.from_list(split_for_training(rows, config.answers_only))
 
     class Progress(TrainerCallback):
@@ -119,6 +115,28 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
+        # transformers counts the tokens seen with a .item() right after the backward pass, which
+        # makes the host wait for the GPU before it can queue the optimizer step. Here the count
+        # stays on the device and is read when the step is logged, where the loss is read anyway.
+        _pending_tokens = None
+
+        def _track_num_input_tokens(self, inputs):
+            if self.args.include_num_input_tokens_seen != "non_padding" or self.args.world_size > 1:
+                return super()._track_num_input_tokens(inputs)
+            if "attention_mask" in inputs:
+                count = inputs["attention_mask"].sum()
+            elif getattr(self.processing_class, "pad_token_id", None) is not None:
+                count = (inputs["input_ids"] != self.processing_class.pad_token_id).sum()
+            else:
+                count = torch.tensor(inputs["input_ids"].numel())
+            self._pending_tokens = count if self._pending_tokens is None else self._pending_tokens + count
+
+        def log(self, logs, *args, **kwargs):
+            if self._pending_tokens is not None:
+                self.state.num_input_tokens_seen += int(self._pending_tokens.item())
+                self._pending_tokens = None
+            return super().log(logs, *args, **kwargs)
+
     trainer = LeanSFTTrainer(
         model=model,
         processing_class=tokenizer,
@@ -135,8 +153,9 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
             warmup_steps=config.warmup_steps,
             weight_decay=config.weight_decay,
             max_length=config.max_length,
-            packing=config.packing,
+            **batching_args(config, torch.cuda.is_available()),
             logging_steps=1,
+            logging_nan_inf_filter=False,  # a host sync per step; a NaN loss should show anyway
             save_strategy="no",
             report_to="wandb" if config.wandb else "none",
             run_name=config.wandb_run_name or config.name,

@@ -7,6 +7,7 @@ import gradio as gr
 from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
 from qwen3arena.ui.arena_tab import build_arena_tab
+from qwen3arena.ui.data_tab import build_data_tab
 from qwen3arena.ui.models_tab import build_models_tab
 from qwen3arena.ui.scoreboard_tab import build_scoreboard_tab
 from qwen3arena.ui.train_tab import build_train_tab
@@ -43,12 +44,13 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             return line, gr.Timer(active=bool(line))
 
         timer.tick(poll, None, [ready_line, timer], api_visibility="private", show_progress="hidden")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Arena", id="arena"):
                 build_arena_tab(runtime.arena, _examples())
             build_scoreboard_tab(runtime)
-            if runtime.runner is not None:
-                build_train_tab(runtime)
+            train = build_train_tab(runtime) if runtime.runner is not None else None
+            if runtime.harvester is not None:
+                build_data_tab(runtime, train, tabs)
             build_models_tab(runtime)
     return demo
 

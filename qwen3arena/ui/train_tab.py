@@ -23,7 +23,7 @@ from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
     ALL_PROJECTIONS, DatasetError, LoraTrainConfig, RunRejected, TrainingFailed,
-    load_conversations, render_preview,
+    load_conversations, load_preferences, render_preference_preview, render_preview,
 )
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
@@ -37,9 +37,12 @@ def _cuda() -> bool:
 
 
 def _datasets(runtime: Runtime) -> list[str]:
+    """Shipped sets, uploads, and every round's data (datasets/rounds/round-NNN/*.jsonl)."""
     uploads = runtime.settings.home / "datasets"
-    files = sorted(SHIPPED_DATA.glob("*.jsonl")) + sorted(uploads.glob("*")) if uploads.exists() else \
-        sorted(SHIPPED_DATA.glob("*.jsonl"))
+    files = sorted(SHIPPED_DATA.glob("*.jsonl"))
+    if uploads.exists():
+        files += sorted(p for p in uploads.glob("*") if p.is_file())
+        files += [p for p in sorted(uploads.glob("rounds/round-*/*.jsonl")) if p.name != "sources.jsonl"]
     return [str(p) for p in files]
 
 
@@ -58,7 +61,21 @@ def _duration(seconds: float | None) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def build_train_tab(runtime: Runtime) -> gr.Tab:
+@dataclasses.dataclass
+class TrainForm:
+    """The fields another tab may fill (the Data tab's "Train round N")."""
+
+    tab: gr.Tab
+    name: gr.Textbox
+    dataset: gr.Dropdown
+    method: gr.Radio
+    parent: gr.Dropdown
+    round: gr.Number
+    lr: gr.Number
+    message: gr.Markdown
+
+
+def build_train_tab(runtime: Runtime) -> TrainForm:
     runner = runtime.runner
     with gr.Tab("Train", id="train") as tab:
         gr.Markdown("### Train a LoRA adapter with Unsloth\nPick a base model and a dataset, preview "
@@ -72,6 +89,13 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                                       info='JSONL/JSON/CSV/Parquet with "messages" or "prompt" + "completion"')
                 upload = gr.File(label="…or upload a dataset", file_types=[".jsonl", ".json", ".csv", ".parquet"],
                                  elem_id="train-upload")
+                with gr.Row():
+                    method = gr.Radio([("SFT", "sft"), ("DPO (preference pairs)", "dpo")], value="sft",
+                                      label="Method", elem_id="train-method")
+                    parent = gr.Dropdown(label="Continue from checkpoint", allow_custom_value=False,
+                                         info="Its adapter's weights start the run (lineage: parent)",
+                                         elem_id="train-parent")
+                    round_no = gr.Number(None, label="Round", precision=0, minimum=1, elem_id="train-round")
                 with gr.Accordion("Hyperparameters", open=False):
                     with gr.Row():
                         rank = gr.Number(16, label="LoRA rank", precision=0, minimum=1)
@@ -92,6 +116,7 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                         answers_only = gr.Checkbox(True, label="Train on answers only")
                         packing = gr.Checkbox(False, label="Pack sequences")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=_cuda())
+                        beta = gr.Number(0.1, label="DPO beta", minimum=0)
                 with gr.Accordion("Weights & Biases", open=False):
                     use_wandb = gr.Checkbox(False, label="Log to W&B (offline unless WANDB_API_KEY is set)")
                     with gr.Row():
@@ -130,7 +155,7 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
 
         def form_config(name_v, base_v, dataset_v, rank_v, alpha_v, dropout_v, targets_v, lr_v, epochs_v,
                         steps_v, batch_v, accum_v, len_v, seed_v, answers_v, packing_v, four_v, wandb_v,
-                        project_v, wandb_run_v) -> LoraTrainConfig:
+                        project_v, wandb_run_v, method_v, parent_v, round_v, beta_v) -> LoraTrainConfig:
             if not base_v:
                 raise RunRejected("Choose a base model.")
             if not dataset_v:
@@ -144,16 +169,24 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                 per_device_train_batch_size=int(batch_v), gradient_accumulation_steps=int(accum_v),
                 max_length=int(len_v), seed=int(seed_v), answers_only=bool(answers_v), packing=bool(packing_v),
                 load_in_4bit=bool(four_v), wandb=bool(wandb_v), wandb_project=project_v or "qwen3arena",
-                wandb_run_name=wandb_run_v or None,
+                wandb_run_name=wandb_run_v or None, method=method_v or "sft", beta=float(beta_v or 0.1),
+                parent=parent_v or None, round=int(round_v) if round_v else None,
+                init_adapter=_adapter_path(parent_v),
             )
 
+        def _adapter_path(parent_v: str | None) -> str | None:
+            record = runtime.store.get_model(parent_v) if parent_v else None
+            return record.path if record is not None and record.kind == "adapter" else None
+
         form_inputs = [name, base, dataset, rank, alpha, dropout, targets, lr, epochs, max_steps, batch, accum,
-                       max_length, seed, answers_only, packing, four_bit, use_wandb, wandb_project, wandb_run]
+                       max_length, seed, answers_only, packing, four_bit, use_wandb, wandb_project, wandb_run,
+                       method, parent, round_no, beta]
 
         def preview(*values) -> tuple:
             try:
                 config = form_config(*values)
-                rows = load_conversations(config.dataset)
+                dpo = config.method == "dpo"
+                rows = load_preferences(config.dataset) if dpo else load_conversations(config.dataset)
                 from transformers import AutoTokenizer
 
                 tokenizer = AutoTokenizer.from_pretrained(config.base_model)
@@ -161,14 +194,24 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                 return f"⚠️ {exc}", "", ""
             except OSError as exc:
                 return f"⚠️ Base model {values[1]!r} cannot be loaded here: {exc}", "", ""
+            box = '<pre style="white-space:pre-wrap;border:1px solid #ddd;padding:8px;border-radius:6px">'
             parts = []
-            for masked, trained in render_preview(rows, tokenizer, config.answers_only):
-                parts.append(
-                    '<pre style="white-space:pre-wrap;border:1px solid #ddd;padding:8px;border-radius:6px">'
-                    f'<span style="opacity:.45" title="no loss">{html.escape(masked)}</span>'
-                    f'<span style="background:#fef3c7" title="trained">{html.escape(trained)}</span></pre>')
-            legend = ("<p>Rows as the model sees them (chat template applied). "
-                      "<span style='background:#fef3c7'>Highlighted</span>: trained; faded: masked (no loss).</p>")
+            if dpo:
+                for prompt, chosen, rejected in render_preference_preview(rows, tokenizer):
+                    parts.append(
+                        f'{box}<span style="opacity:.45" title="prompt">{html.escape(prompt)}</span>'
+                        f'<span style="background:#dcfce7" title="chosen">{html.escape(chosen)}</span>\n'
+                        f'<span style="background:#fee2e2" title="rejected">{html.escape(rejected)}</span></pre>')
+                legend = ("<p>Pairs as the model sees them: faded the prompt, "
+                          "<span style='background:#dcfce7'>chosen</span> and "
+                          "<span style='background:#fee2e2'>rejected</span> answers.</p>")
+            else:
+                for masked, trained in render_preview(rows, tokenizer, config.answers_only):
+                    parts.append(
+                        f'{box}<span style="opacity:.45" title="no loss">{html.escape(masked)}</span>'
+                        f'<span style="background:#fef3c7" title="trained">{html.escape(trained)}</span></pre>')
+                legend = ("<p>Rows as the model sees them (chat template applied). "
+                          "<span style='background:#fef3c7'>Highlighted</span>: trained; faded: masked (no loss).</p>")
             cfg = yaml.safe_dump({k: v for k, v in dataclasses.asdict(config).items() if k != "output_dir"},
                                  sort_keys=False)
             cmd = (f"cat > run.yaml <<'EOF'\n{cfg}output_dir: runs/{config.name or 'NAME'}\nEOF\n"
@@ -213,13 +256,15 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                 run_id = runs[0].run_id
             progress = runner.progress(run_id) if run_id else None
             active = any(r.status in ACTIVE for r in runs)
-            if progress is None:
+            if progress is None:  # no run yet
                 return ("No runs yet.", _bar(0, ""), pd.DataFrame({"step": [], "loss": []}), "", table,
                         gr.update(choices=_run_choices(), value=None), gr.Timer(active=active))
             run, last = progress.run, progress.last
             lines = [f"**{run.name}** — {run.status}" + (" (stopping…)" if progress.stopping else "")]
             if last:
-                lines.append(f"step {last['step']}/{last['total']} · loss {last['loss']:.4f} · "
+                margin = (f" · reward margin {last['rewards_margins']:.3f} · pairs right "
+                          f"{last.get('rewards_accuracies', 0):.0%}") if "rewards_margins" in last else ""
+                lines.append(f"step {last['step']}/{last['total']} · loss {last['loss']:.4f}{margin} · "
                              f"lr {last.get('lr') or 0:.2e} · {last.get('tokens_per_s') or 0:,.0f} tokens/s · "
                              f"elapsed {_duration(last.get('elapsed_s'))} · ETA {_duration(last.get('remaining_s'))}")
             elif run.status == "running":
@@ -286,15 +331,17 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
                 return
             yield f"✅ Exported to `{out}` (serve it with `vllm serve {out}` or import it into Ollama)."
 
-        def on_open() -> tuple:
+        def on_open(dataset_v: str | None) -> tuple:
             bases = [p for p in [runtime.base_path] if p]
             datasets = _datasets(runtime)
+            keep = dataset_v if dataset_v in datasets else None  # filled by the Data tab
             return (gr.update(choices=bases, value=bases[0] if bases else None),
-                    gr.update(choices=datasets, value=datasets[0] if datasets else None),
+                    gr.update(choices=datasets, value=keep or (datasets[0] if datasets else None)),
+                    gr.update(choices=["", *(m.name for m in runtime.store.list_models() if m.kind == "adapter")]),
                     *monitor(None), *checkpoint_rows())
 
         monitor_outputs = [run_status, bar, loss_plot, log_tail, runs_table, run_choice, timer]
-        tab.select(on_open, None, [base, dataset, *monitor_outputs, checkpoints, checkpoint],
+        tab.select(on_open, [dataset], [base, dataset, parent, *monitor_outputs, checkpoints, checkpoint],
                    api_visibility="private")
         preview_btn.click(preview, form_inputs, [form_message, preview_html, command], api_name="train_preview")
         start_btn.click(start, [*form_inputs, join], [form_message, run_choice, timer], api_name="train_start")
@@ -308,4 +355,5 @@ def build_train_tab(runtime: Runtime) -> gr.Tab:
         remove_btn.click(remove_from_arena, [checkpoint], [checkpoint_message, checkpoints, checkpoint],
                          api_name="checkpoint_from_arena")
         export_btn.click(export, [checkpoint], [checkpoint_message], api_name="checkpoint_export")
-    return tab
+    return TrainForm(tab=tab, name=name, dataset=dataset, method=method, parent=parent, round=round_no, lr=lr,
+                     message=form_message)

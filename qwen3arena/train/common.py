@@ -1,0 +1,172 @@
+"""What every training method shares: the Unsloth model with its LoRA, a parent adapter to
+start from, progress events, a clean stop on SIGTERM, and the files a checkpoint leaves.
+
+Import this module only inside the training process: it imports Unsloth (which patches trl,
+transformers and peft) before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from qwen3arena.train.config import LoraTrainConfig
+from qwen3arena.train.data import DatasetError
+
+Emit = Callable[..., None]
+
+
+class StopRequest:
+    """SIGTERM asks for a clean stop: the current step ends and the adapter so far is saved."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+
+def prepare_environment(config: LoraTrainConfig) -> None:
+    os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
+    if config.wandb:
+        os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
+        if not os.environ.get("WANDB_API_KEY"):
+            os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def event_writer(progress_path: Path):
+    """A context manager yielding emit(kind, **data): one JSON line per event, line-buffered."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def writer():
+        with open(progress_path, "a", buffering=1) as events:
+            def emit(kind: str, **data: Any) -> None:
+                events.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
+            yield emit
+
+    return writer()
+
+
+def load_lora_model(config: LoraTrainConfig, emit: Emit) -> tuple[Any, Any]:
+    """Unsloth model + tokenizer with a fresh LoRA, or the parent adapter's weights to go on from."""
+    import torch
+
+    if config.load_in_4bit and not torch.cuda.is_available():
+        raise DatasetError("4-bit (QLoRA) loading needs a CUDA GPU (bitsandbytes); untick 4-bit on a CPU")
+    import unsloth  # noqa: F401  (must come first: it patches trl/transformers/peft)
+    from unsloth import FastLanguageModel
+
+    rank, alpha, targets = config.rank, config.alpha, list(config.target_modules)
+    parent = _parent_adapter_config(config.init_adapter) if config.init_adapter else None
+    if parent is not None:
+        # the parent's weights only fit a LoRA of the same shape
+        rank, alpha, targets = int(parent["r"]), int(parent.get("lora_alpha", alpha)), _targets(parent, targets)
+        if (rank, alpha, sorted(targets)) != (config.rank, config.alpha, sorted(config.target_modules)):
+            emit("note", message=f"continuing from {config.init_adapter}: using its LoRA shape "
+                                 f"(rank {rank}, alpha {alpha}, {', '.join(targets)})")
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=config.base_model, max_seq_length=config.max_length,
+        load_in_4bit=config.load_in_4bit, dtype=None,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model, r=rank, lora_alpha=alpha, lora_dropout=config.dropout, target_modules=targets,
+        use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+        random_state=config.seed,
+    )
+    if parent is not None:
+        _load_parent_weights(model, Path(config.init_adapter))  # type: ignore[arg-type]
+    return model, tokenizer
+
+
+def _parent_adapter_config(path: str) -> dict[str, Any]:
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.exists():
+        raise DatasetError(f"Parent adapter {path}: no adapter_config.json there")
+    return json.loads(config_file.read_text())
+
+
+def _targets(parent: dict[str, Any], fallback: list[str]) -> list[str]:
+    targets = parent.get("target_modules")
+    if isinstance(targets, str):  # peft stores a regex for some configs
+        return fallback
+    return sorted(targets or fallback)
+
+
+def _load_parent_weights(model: Any, adapter_dir: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.exists():
+        raise DatasetError(f"Parent adapter {adapter_dir}: no adapter_model.safetensors there")
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise DatasetError(f"Parent adapter {adapter_dir} does not fit this base model "
+                           f"({len(unexpected)} weights without a place, e.g. {unexpected[0]})")
+
+
+def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
+                      extra_metrics: tuple[str, ...] = ()) -> Any:
+    """A TrainerCallback writing one "step" event per logging step (and honouring stop)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.time()
+            self.seen = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.time()
+            if config.wandb:
+                import wandb
+
+                if wandb.run is not None:
+                    offline = wandb.run.settings.mode == "offline" if hasattr(wandb.run, "settings") else False
+                    emit("wandb", url=None if offline else wandb.run.url, dir=wandb.run.dir, offline=offline)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop.requested:
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            elapsed = time.time() - self.start
+            total = max(state.max_steps, 1)
+            remaining = elapsed / max(state.global_step, 1) * (total - state.global_step)
+            seen = state.num_input_tokens_seen or 0  # real (non-padding) tokens
+            step_tokens, self.seen = seen - self.seen, seen
+            extra = {key.replace("/", "_"): float(logs[key]) for key in extra_metrics if key in logs}
+            emit("step", step=state.global_step, total=total, loss=float(logs["loss"]),
+                 lr=logs.get("learning_rate"), epoch=logs.get("epoch"), elapsed_s=elapsed,
+                 remaining_s=remaining, tokens_per_s=seen / elapsed if elapsed > 0 else None,
+                 step_tokens=step_tokens, **extra,
+                 gpu_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None)
+
+    return Progress()
+
+
+def save_checkpoint(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Path, trainer: Any,
+                    result: Any, stop: StopRequest, emit: Emit) -> dict[str, Any]:
+    """Adapter, tokenizer, the run's config and metrics: everything a checkpoint directory holds."""
+    adapters = list(getattr(model, "peft_config", {}) or {})
+    # DPO from a parent adds a frozen "ref" adapter: the checkpoint is the trained one only
+    model.save_pretrained(out, **({"selected_adapters": ["default"]} if "ref" in adapters else {}))
+    tokenizer.save_pretrained(out)
+    config.to_yaml(out / "train_config.yaml")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "stopped": stop.requested, "saved": True, "final_loss": losses[-1] if losses else None,
+               "method": config.method, "losses": losses}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    summary = {k: v for k, v in metrics.items() if k != "losses"}
+    emit("stopped" if stop.requested else "done", **summary)
+    return metrics

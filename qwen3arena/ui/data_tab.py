@@ -1,0 +1,279 @@
+"""The Data tab: browse voted battles, build the next round's dataset, follow the lineage.
+
+It calls the Harvester (qwen3arena.harvest) and the Runtime; every rule lives there. It names
+models (the battles are voted, so revealed), so it fills only when an admin opens it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from qwen3arena.harvest import (  # noqa: E402
+    BattleFilters, HarvestError, HarvestRules, LineageEntry, lineage, lineage_frame,
+)
+from qwen3arena.runtime import Runtime  # noqa: E402
+from qwen3arena.ui.train_tab import SHIPPED_DATA, TrainForm  # noqa: E402
+
+OUTCOME_LABELS = [("A better", "model_a"), ("B better", "model_b"), ("tie", "tie"), ("both bad", "both_bad")]
+BATTLE_COLUMNS = ["battle", "voted", "voter", "model A", "model B", "vote", "turns", "category", "judge",
+                  "excluded", "prompt"]
+ROUND_COLUMNS = ["round", "built", "by", "votes", "SFT rows", "preference pairs", "parent", "directory"]
+
+
+def _lineage_plot(entries: list[LineageEntry]):
+    """Rating with its 95% interval per checkpoint, by round; a line from each parent."""
+    rated = [e for e in entries if e.rating is not None]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if not rated:
+        ax.text(0.5, 0.5, "No rated checkpoints yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    by_name = {e.checkpoint: e for e in rated}
+    for e in rated:
+        parent = by_name.get(e.parent or "")
+        if parent is not None:
+            ax.plot([parent.round, e.round], [parent.rating, e.rating], color="#9ca3af", lw=1, zorder=1)
+    for i, e in enumerate(rated):
+        x = e.round + (i % 5 - 2) * 0.04  # keep checkpoints of one round apart
+        low = e.rating - (e.lower if e.lower is not None else e.rating)
+        high = (e.upper if e.upper is not None else e.rating) - e.rating
+        ax.errorbar([x], [e.rating], yerr=[[low], [high]], fmt="o", capsize=4, zorder=2)
+        ax.annotate(e.checkpoint, (x, e.rating), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("round")
+    ax.set_ylabel("rating (95% CI)")
+    ax.set_xticks(sorted({e.round for e in rated}))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _chat(conversation: list[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in conversation if m.get("role") in ("user", "assistant")]
+
+
+def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> gr.Tab:
+    harvester = runtime.harvester
+    assert harvester is not None
+    with gr.Tab("Data", id="data") as tab:
+        gr.Markdown("### Votes → the next round\nBrowse voted battles, leave bad ones out, then build the "
+                    "next round's SFT and preference data from the winning answers (rules: docs/harvest.md).")
+        with gr.Row():
+            outcomes = gr.CheckboxGroup(OUTCOME_LABELS, label="Vote", elem_id="data-outcomes")
+            model = gr.Dropdown(label="Model", elem_id="data-model", allow_custom_value=True)
+            voter = gr.Dropdown(label="Voter", elem_id="data-voter", allow_custom_value=True)
+            category = gr.Dropdown(label="Category", elem_id="data-category", allow_custom_value=True)
+            judge = gr.Dropdown(["any", "agrees", "disagrees", "no verdict"], value="any", label="Judge")
+        battles = gr.Dataframe(headers=BATTLE_COLUMNS, interactive=False, wrap=True, max_height=360,
+                               elem_id="data-battles", label="Voted battles (click a row to read it)")
+        with gr.Accordion("Battle", open=True):
+            battle_id = gr.Textbox(label="Battle id", elem_id="data-battle-id")
+            battle_info = gr.Markdown()
+            with gr.Row():
+                chat_a = gr.Chatbot(label="Model A", height=300)
+                chat_b = gr.Chatbot(label="Model B", height=300)
+            with gr.Row():
+                reason = gr.Textbox(label="Why leave it out", placeholder="e.g. wrong facts in both", scale=3)
+                exclude_btn = gr.Button("Exclude from harvest", scale=1, elem_id="data-exclude")
+                include_btn = gr.Button("Include again", scale=1)
+        gr.Markdown("### Build the next round")
+        with gr.Row():
+            ties = gr.Radio([("skip", "skip"), ("both answers as SFT", "both")], value="skip", label="Ties")
+            judge_only = gr.Checkbox(False, label="Only votes the judge agrees with")
+            multi_turn = gr.Checkbox(True, label="Multi-turn battles (SFT only)")
+            previous = gr.Checkbox(True, label="Mix in earlier rounds")
+        with gr.Row():
+            base_dataset = gr.Dropdown(label="Also mix in (optional)", allow_custom_value=True,
+                                       info="e.g. the original SFT set, so a round does not forget it")
+            round_parent = gr.Dropdown(label="Parent checkpoint (what the round's training continues from)", allow_custom_value=True)
+        with gr.Row():
+            preview_btn = gr.Button("Preview", elem_id="data-preview")
+            build_btn = gr.Button("Build round", variant="primary", elem_id="data-build")
+        round_message = gr.Markdown(elem_id="data-round-message")
+        examples = gr.Code(label="Examples (first rows of each file)", language="json", interactive=False)
+        rounds_table = gr.Dataframe(headers=ROUND_COLUMNS, interactive=False, elem_id="data-rounds", label="Rounds")
+        with gr.Row():
+            round_choice = gr.Dropdown(label="Round", elem_id="data-round-choice", allow_custom_value=True)
+            round_method = gr.Radio([("SFT", "sft"), ("DPO", "dpo")], value="sft", label="Method")
+            train_btn = gr.Button("Train this round", variant="primary", elem_id="data-train")
+            hf_repo = gr.Textbox(label="Hub dataset repo (optional)", placeholder="org/name")
+            export_btn = gr.Button("Export as HF dataset")
+        export_message = gr.Markdown()
+        gr.Markdown("### Lineage\nWhich data trained which checkpoint, and how its rating moved (human votes, "
+                    "95% intervals). \"better\"/\"worse\": the intervals of child and parent do not overlap.")
+        lineage_plot = gr.Plot(elem_id="data-lineage-plot")
+        lineage_table = gr.Dataframe(interactive=False, elem_id="data-lineage")
+
+        def filters(outcomes_v, model_v, voter_v, category_v, judge_v) -> BattleFilters:
+            return BattleFilters(outcomes=tuple(outcomes_v or ()), model=model_v or None, voter=voter_v or None,
+                                 category=category_v or None, judge=judge_v or "any")
+
+        def rules(ties_v, judge_only_v, multi_v, previous_v, base_v) -> HarvestRules:
+            return HarvestRules(ties=ties_v, judge_agrees_only=bool(judge_only_v), include_multi_turn=bool(multi_v),
+                                include_previous_rounds=bool(previous_v), base_dataset=base_v or None)
+
+        filter_inputs = [outcomes, model, voter, category, judge]
+        rule_inputs = [ties, judge_only, multi_turn, previous, base_dataset]
+
+        def battle_rows(*filter_values) -> pd.DataFrame:
+            rows = harvester.browse(filters(*filter_values))
+            data = [[r.battle.battle_id, r.battle.created_at.strftime("%Y-%m-%d %H:%M") if r.battle.created_at else "",
+                     r.battle.voter, r.battle.model_a, r.battle.model_b, r.battle.outcome,
+                     sum(1 for m in r.battle.conversation_a if m.get("role") == "user"), r.category,
+                     {True: "agrees", False: "disagrees", None: ""}[r.judge_agrees], r.battle.excluded or "",
+                     r.prompt[:80]] for r in reversed(rows)]
+            return pd.DataFrame(data, columns=BATTLE_COLUMNS)
+
+        def show_battle(bid: str | None) -> tuple:
+            row = harvester.battle(bid.strip()) if bid else None
+            if row is None:
+                return "", [], [], gr.update(label="Model A"), gr.update(label="Model B")
+            b = row.battle
+            info = (f"Vote: **{dict((v, k) for k, v in OUTCOME_LABELS)[b.outcome]}** by `{b.voter}` · "
+                    f"category {row.category}" + (" · identity leak" if b.identity_leak else "")
+                    + (f" · excluded: {b.excluded}" if b.excluded else ""))
+            return (info, _chat(b.conversation_a), _chat(b.conversation_b),
+                    gr.update(label=f"A: {b.model_a}"), gr.update(label=f"B: {b.model_b}"))
+
+        def on_select(evt: gr.SelectData, table: pd.DataFrame) -> tuple:
+            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            bid = str(table.iloc[index]["battle"]) if 0 <= index < len(table) else ""
+            return (bid, *show_battle(bid))
+
+        def exclude(bid: str, reason_v: str, *filter_values) -> tuple:
+            try:
+                harvester.exclude(bid.strip(), reason_v or "excluded", by="admin")
+            except HarvestError as exc:
+                return (f"⚠️ {exc}", battle_rows(*filter_values))
+            return (f"Battle `{bid}` is left out of every future round (its vote still counts in the ratings).",
+                    battle_rows(*filter_values))
+
+        def include(bid: str, *filter_values) -> tuple:
+            harvester.include(bid.strip())
+            return (f"Battle `{bid}` is back in the harvest.", battle_rows(*filter_values))
+
+        def preview(*values) -> tuple:
+            try:
+                plan = harvester.preview(rules(*values[:5]), filters(*values[5:]))
+            except HarvestError as exc:
+                return f"⚠️ {exc}", ""
+            counts = " · ".join(f"{k}: **{v}**" for k, v in plan.counts.items())
+            sample = {"sft.jsonl": plan.sft_rows[:2], "preference.jsonl": plan.preference_rows[:2]}
+            return (f"Round {plan.round} would hold: {counts} · new votes: **{plan.new_votes}**",
+                    json.dumps(sample, indent=1, ensure_ascii=False))
+
+        def build(parent_v, *values) -> tuple:
+            try:
+                record = harvester.build_round(rules(*values[:5]), filters(*values[5:]), created_by="admin",
+                                               parent=parent_v or None)
+            except HarvestError as exc:
+                return (f"⚠️ {exc}", *round_rows())
+            return (f"✅ Round {record.round} built from {len(record.vote_ids)} votes: "
+                    f"{record.counts['sft']} SFT rows, {record.counts['preference']} preference pairs "
+                    f"in `{record.directory}`.", *round_rows(record.round))
+
+        def round_rows(selected: int | None = None) -> tuple:
+            records = harvester.rounds()
+            data = [[r.round, r.created_at.strftime("%Y-%m-%d %H:%M"), r.created_by or "", len(r.vote_ids),
+                     r.counts.get("sft", 0), r.counts.get("preference", 0), r.parent or "", r.directory]
+                    for r in reversed(records)]
+            choices = [r.round for r in reversed(records)]
+            value = selected if selected in choices else (choices[0] if choices else None)
+            return pd.DataFrame(data, columns=ROUND_COLUMNS), gr.update(choices=choices, value=value)
+
+        def lineage_view() -> tuple:
+            entries = lineage(runtime.store)
+            figure = _lineage_plot(entries)
+            plt.close("all")
+            return figure, lineage_frame(entries)
+
+        def export(number, repo_v) -> str:
+            if not number:
+                return "⚠️ Choose a round."
+            import os
+
+            out = runtime.settings.home / "exports" / f"round-{int(number):03d}-hf"
+            try:
+                return "✅ " + harvester.export_hf(int(number), out, repo_id=repo_v or None,
+                                                   token=os.environ.get("HF_TOKEN"))
+            except HarvestError as exc:
+                return f"⚠️ {exc}"
+
+        def on_open(*filter_values) -> tuple:
+            names = [m.name for m in runtime.store.list_models()]
+            voters = sorted({r.battle.voter for r in harvester.browse()})
+            adapters = ["", *(m.name for m in runtime.store.list_models() if m.kind == "adapter")]
+            shipped = ["", *(str(p) for p in sorted(SHIPPED_DATA.glob("*.jsonl")))]
+            return (gr.update(choices=["", *names]), gr.update(choices=["", *voters]),
+                    gr.update(choices=["", *harvester.category_names()]), battle_rows(*filter_values),
+                    gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(), *lineage_view())
+
+        tab.select(on_open, filter_inputs, [model, voter, category, battles, base_dataset, round_parent,
+                                            rounds_table, round_choice, lineage_plot, lineage_table],
+                   api_visibility="private")
+        for control in filter_inputs:
+            control.change(battle_rows, filter_inputs, [battles], api_visibility="private", show_progress="hidden")
+        battles.select(on_select, [battles], [battle_id, battle_info, chat_a, chat_b, chat_a, chat_b],
+                       api_visibility="private")
+        battle_id.submit(show_battle, [battle_id], [battle_info, chat_a, chat_b, chat_a, chat_b],
+                         api_visibility="private")
+        exclude_btn.click(exclude, [battle_id, reason, *filter_inputs], [battle_info, battles], api_name="data_exclude")
+        include_btn.click(include, [battle_id, *filter_inputs], [battle_info, battles], api_name="data_include")
+        preview_btn.click(preview, [*rule_inputs, *filter_inputs], [round_message, examples],
+                          api_name="round_preview")
+        build_btn.click(build, [round_parent, *rule_inputs, *filter_inputs],
+                        [round_message, rounds_table, round_choice], api_name="round_build").then(
+            lineage_view, None, [lineage_plot, lineage_table], api_visibility="private")
+        export_btn.click(export, [round_choice, hf_repo], [export_message], api_name="round_export")
+
+        if runtime.runner is not None:
+            def round_train(number: int, method: str, parent: str, name: str, overrides: str,
+                            publish: bool) -> dict:
+                """Queues round N's training run (for `python -m qwen3arena train-round --app`)."""
+                from qwen3arena.train import DatasetError, RunRejected
+
+                try:
+                    config = runtime.round_run_config(int(number), method or "sft", parent or None,
+                                                      name=name or None, **json.loads(overrides or "{}"))
+                    taken = {m.name for m in runtime.store.list_models()}
+                    run = runtime.runner.submit(config, join_arena=bool(publish), taken_names=taken)
+                except (HarvestError, RunRejected, DatasetError, TypeError, ValueError) as exc:
+                    return {"error": str(exc)}
+                return {"run_id": run.run_id, "name": run.name}
+
+            def run_status(run_id: str) -> dict:
+                """A run's status and last step (for the command line)."""
+                progress = runtime.runner.progress(run_id)
+                if progress is None:
+                    return {"status": "unknown", "name": "", "error": f"no run {run_id!r}"}
+                last = progress.last or {}
+                return {"status": progress.run.status, "name": progress.run.name, "error": progress.run.error,
+                        "step": last.get("step"), "total": last.get("total"), "loss": last.get("loss")}
+
+            gr.api(round_train, api_name="round_train")
+            gr.api(run_status, api_name="run_status")
+
+        if train is not None:
+            def to_train(number, method_v) -> tuple:
+                if not number:
+                    return (*(gr.update(),) * 6, "⚠️ Choose a round.", gr.Tabs())
+                try:
+                    config = runtime.round_run_config(int(number), method_v)
+                except HarvestError as exc:
+                    return (*(gr.update(),) * 6, f"⚠️ {exc}", gr.Tabs())
+                note = (f"Round {number} ({method_v.upper()}) filled in: check the settings, then Start training."
+                        + (f" It continues from {config.parent}." if config.parent else ""))
+                return (config.name, gr.update(choices=[config.dataset], value=config.dataset), config.method,
+                        gr.update(choices=["", config.parent or ""], value=config.parent or ""), config.round,
+                        config.learning_rate, note, gr.Tabs(selected="train"))
+
+            train_btn.click(to_train, [round_choice, round_method],
+                            [train.name, train.dataset, train.method, train.parent, train.round, train.lr,
+                             train.message, tabs], api_visibility="private")
+    return tab
