@@ -132,3 +132,34 @@ def test_the_scoreboard_tab(browser, app_url, runtime):
     page.wait_for_function("document.querySelectorAll('img, svg').length > 3", timeout=30_000)
     page.screenshot(path=str(runtime.settings.home / "scoreboard-tab.png"), full_page=True)
     page.close()
+
+
+def test_the_data_tab(browser, app_url, runtime):
+    """An admin reads a voted battle, leaves it out of the harvest and previews the next round."""
+    battle = runtime.arena.start_battle("anon:browser-data")
+    list(runtime.arena.play_turn(battle, "How should I store carrots?"))
+    runtime.arena.vote(battle, "model_a", "anon:browser-data")
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Data").click()
+    page.wait_for_function(
+        "id => (document.querySelector('#data-battles')?.innerText || '').includes(id)", arg=battle,
+        timeout=60_000)
+    page.locator("#data-battle-id textarea, #data-battle-id input").first.fill(battle)
+    page.locator("#data-battle-id textarea, #data-battle-id input").first.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('#data-chat-b')?.innerText || '').includes('How should I store carrots?')",
+        timeout=30_000)
+    page.locator("#data-exclude").click()
+    page.get_by_text("is left out of every future round").wait_for(timeout=30_000)
+    assert runtime.harvester.battle(battle).battle.excluded
+    page.locator("#data-preview").click()
+    page.wait_for_function(
+        "(document.querySelector('#data-round-message')?.innerText || '').includes('would hold')", timeout=60_000)
+    message = page.locator("#data-round-message").inner_text()
+    assert "excluded: excluded by hand" in message
+    page.locator("#data-lineage-plot img, #data-lineage-plot svg, #data-lineage-plot canvas").first.wait_for(
+        timeout=30_000)
+    page.screenshot(path=str(runtime.settings.home / "data-tab.png"), full_page=True)
+    runtime.harvester.include(battle)
+    page.close()

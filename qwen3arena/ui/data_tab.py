@@ -76,8 +76,8 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             battle_id = gr.Textbox(label="Battle id", elem_id="data-battle-id")
             battle_info = gr.Markdown()
             with gr.Row():
-                chat_a = gr.Chatbot(label="Model A", height=300)
-                chat_b = gr.Chatbot(label="Model B", height=300)
+                chat_a = gr.Chatbot(label="Model A", height=300, elem_id="data-chat-a")
+                chat_b = gr.Chatbot(label="Model B", height=300, elem_id="data-chat-b")
             with gr.Row():
                 reason = gr.Textbox(label="Why leave it out", placeholder="e.g. wrong facts in both", scale=3)
                 exclude_btn = gr.Button("Exclude from harvest", scale=1, elem_id="data-exclude")
