@@ -169,8 +169,8 @@ def _remote(command: str, args: argparse.Namespace) -> int:
         if args.dry_run:
             message, _ = client.predict(*_rule_values(rules), *_filter_values(filters), api_name="/round_preview")
         else:
-            message, _, _ = client.predict(args.parent or "", *_rule_values(rules), *_filter_values(filters),
-                                           api_name="/round_build")
+            message, *_ = client.predict(args.parent or "", *_rule_values(rules), *_filter_values(filters),
+                                         api_name="/round_build")
         print(message)
         return 2 if message.startswith("⚠️") else 0
     if command == "train-round":

@@ -68,3 +68,36 @@ def test_the_shipped_datasets_are_valid():
 
     for path in (REPO_ROOT / "data" / "sft").glob("*.jsonl"):
         assert len(load_conversations(path)) > 100
+
+
+PAIR = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "assistant", "content": "bad"}]}
+
+
+def test_preference_pairs_in_both_trl_formats(tmp_path):
+    from qwen3arena.train import load_preferences
+
+    rows = load_preferences(write_jsonl(tmp_path / "p.jsonl", [
+        PAIR, {"prompt": "q2", "chosen": "yes", "rejected": "no"}]))
+    assert rows[0] == PAIR
+    assert rows[1]["prompt"] == [{"role": "user", "content": "q2"}]
+    assert rows[1]["rejected"] == [{"role": "assistant", "content": "no"}]
+    csv = tmp_path / "p.csv"
+    pd.DataFrame([{"prompt": "a", "chosen": "b", "rejected": "c"},
+                  {"prompt": "d", "chosen": "e", "rejected": "f"}]).to_csv(csv, index=False)
+    assert len(load_preferences(csv)) == 2
+
+
+@pytest.mark.parametrize("row, message", [
+    (GOOD, "row 2: a preference pair needs 'prompt', 'chosen' and 'rejected'; found ['messages']"),
+    ({**PAIR, "chosen": PAIR["rejected"]}, "row 2: chosen and rejected are the same answer"),
+    ({**PAIR, "prompt": [{"role": "assistant", "content": "x"}]}, "row 2: the prompt must end with a user message"),
+    ({**PAIR, "chosen": [{"role": "user", "content": "x"}]}, "row 2: 'chosen' must be one assistant message"),
+    ({**PAIR, "rejected": ""}, "row 2: empty rejected answer"),
+])
+def test_malformed_pairs_name_the_row(tmp_path, row, message):
+    from qwen3arena.train import load_preferences
+
+    with pytest.raises(DatasetError) as caught:
+        load_preferences(write_jsonl(tmp_path / "p.jsonl", [PAIR, row, PAIR]))
+    assert message in str(caught.value)

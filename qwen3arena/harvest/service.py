@@ -190,8 +190,7 @@ class Harvester:
         counts["sft"], counts["preference"] = len(sft), len(preference)
         used_before = {v for r in previous for v in r.vote_ids}
         new_votes = len(set(result.used_vote_ids) - used_before)
-        return RoundPreview(result, sft, preference, counts, new_votes,
-                            (previous[-1].round if previous else 0) + 1)
+        return RoundPreview(result, sft, preference, counts, new_votes, self.next_round())
 
     def build_round(self, rules: HarvestRules = HarvestRules(), filters: BattleFilters = BattleFilters(),
                     created_by: str | None = None, parent: str | None = None) -> RoundRecord:
@@ -261,6 +260,10 @@ class Harvester:
                 data[column] = json.loads(data[column])
             records.append(RoundRecord(**data))
         return records
+
+    def next_round(self) -> int:
+        rows = self.store.execute("SELECT coalesce(max(round), 0) FROM rounds")
+        return int(rows[0][0]) + 1
 
     def get_round(self, number: int) -> RoundRecord:
         for record in self.rounds():

@@ -30,17 +30,25 @@ def file_sha256(path: str | Path) -> str:
 
 def load_conversations(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:
     """Reads and checks a dataset; returns rows as {"messages": [...]}."""
+    path = _existing(path)
+    return _enough([_check_row(row, number, path.name) for number, row in _read(path)], path, min_rows, "row(s)")
+
+
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DatasetError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
-    rows = [_check_row(row, number, path.name) for number, row in _read(path)]
+    return path
+
+
+def _enough(rows: list[dict[str, Any]], path: Path, min_rows: int, unit: str) -> list[dict[str, Any]]:
     if not rows:
         raise DatasetError(f"{path.name}: the dataset is empty")
     if len(rows) < min_rows:
-        raise DatasetError(f"{path.name}: {len(rows)} row(s) is too small to train on (at least {min_rows})")
+        raise DatasetError(f"{path.name}: {len(rows)} {unit} is too small to train on (at least {min_rows})")
     return rows
 
 
@@ -145,17 +153,9 @@ def render_preview(rows: list[dict[str, Any]], tokenizer: Any, answers_only: boo
 def load_preferences(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:
     """Reads and checks preference pairs (trl's format, for DPO); returns conversational rows
     {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
-    if path.suffix.lower() not in SUFFIXES:
-        raise DatasetError(f"{path.name}: unsupported file type {path.suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
-    rows = [_check_pair(row, number, path.name) for number, row in _read_pairs(path)]
-    if not rows:
-        raise DatasetError(f"{path.name}: the dataset is empty")
-    if len(rows) < min_rows:
-        raise DatasetError(f"{path.name}: {len(rows)} pair(s) is too small to train on (at least {min_rows})")
-    return rows
+    path = _existing(path)
+    return _enough([_check_pair(row, number, path.name) for number, row in _read_pairs(path)], path, min_rows,
+                   "pair(s)")
 
 
 def _read_pairs(path: Path) -> Iterable[tuple[int, Any]]:

@@ -94,7 +94,7 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             round_parent = gr.Dropdown(label="Parent checkpoint (what the round's training continues from)", allow_custom_value=True)
         with gr.Row():
             preview_btn = gr.Button("Preview", elem_id="data-preview")
-            build_btn = gr.Button("Build round", variant="primary", elem_id="data-build")
+            build_btn = gr.Button("Build the next round", variant="primary", elem_id="data-build")
         round_message = gr.Markdown(elem_id="data-round-message")
         examples = gr.Code(label="Examples (first rows of each file)", language="json", interactive=False)
         rounds_table = gr.Dataframe(headers=ROUND_COLUMNS, interactive=False, elem_id="data-rounds", label="Rounds")
@@ -173,10 +173,13 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
                 record = harvester.build_round(rules(*values[:5]), filters(*values[5:]), created_by="admin",
                                                parent=parent_v or None)
             except HarvestError as exc:
-                return (f"⚠️ {exc}", *round_rows())
+                return (f"⚠️ {exc}", *round_rows(), build_label())
             return (f"✅ Round {record.round} built from {len(record.vote_ids)} votes: "
                     f"{record.counts['sft']} SFT rows, {record.counts['preference']} preference pairs "
-                    f"in `{record.directory}`.", *round_rows(record.round))
+                    f"in `{record.directory}`.", *round_rows(record.round), build_label())
+
+        def build_label() -> dict:
+            return gr.update(value=f"Build round {harvester.next_round()}")
 
         def round_rows(selected: int | None = None) -> tuple:
             records = harvester.rounds()
@@ -212,10 +215,11 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             shipped = ["", *(str(p) for p in sorted(SHIPPED_DATA.glob("*.jsonl")))]
             return (gr.update(choices=["", *names]), gr.update(choices=["", *voters]),
                     gr.update(choices=["", *harvester.category_names()]), battle_rows(*filter_values),
-                    gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(), *lineage_view())
+                    gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(), *lineage_view(),
+                    build_label())
 
         tab.select(on_open, filter_inputs, [model, voter, category, battles, base_dataset, round_parent,
-                                            rounds_table, round_choice, lineage_plot, lineage_table],
+                                            rounds_table, round_choice, lineage_plot, lineage_table, build_btn],
                    api_visibility="private")
         for control in filter_inputs:
             control.change(battle_rows, filter_inputs, [battles], api_visibility="private", show_progress="hidden")
@@ -228,7 +232,7 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
         preview_btn.click(preview, [*rule_inputs, *filter_inputs], [round_message, examples],
                           api_name="round_preview")
         build_btn.click(build, [round_parent, *rule_inputs, *filter_inputs],
-                        [round_message, rounds_table, round_choice], api_name="round_build").then(
+                        [round_message, rounds_table, round_choice, build_btn], api_name="round_build").then(
             lineage_view, None, [lineage_plot, lineage_table], api_visibility="private")
         export_btn.click(export, [round_choice, hf_repo], [export_message], api_name="round_export")
 

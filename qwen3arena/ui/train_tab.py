@@ -95,7 +95,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     parent = gr.Dropdown(label="Continue from checkpoint", allow_custom_value=False,
                                          info="Its adapter's weights start the run (lineage: parent)",
                                          elem_id="train-parent")
-                    round_no = gr.Number(None, label="Round", precision=0, minimum=1, elem_id="train-round")
+                    round_no = gr.Number(None, label="Round (lineage, optional)", precision=0, elem_id="train-round")
                 with gr.Accordion("Hyperparameters", open=False):
                     with gr.Row():
                         rank = gr.Number(16, label="LoRA rank", precision=0, minimum=1)
@@ -170,7 +170,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 max_length=int(len_v), seed=int(seed_v), answers_only=bool(answers_v), packing=bool(packing_v),
                 load_in_4bit=bool(four_v), wandb=bool(wandb_v), wandb_project=project_v or "qwen3arena",
                 wandb_run_name=wandb_run_v or None, method=method_v or "sft", beta=float(beta_v or 0.1),
-                parent=parent_v or None, round=int(round_v) if round_v else None,
+                parent=parent_v or None, round=int(round_v) if round_v and int(round_v) > 0 else None,
                 init_adapter=_adapter_path(parent_v),
             )
 
