@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwen3arena.arena import Arena
+from qwen3arena.auth import AccessControl
+from qwen3arena.campaigns import CampaignService
 from qwen3arena.config import Settings
 from qwen3arena.evals import EvalRunner
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer, endpoint_contestant
@@ -31,6 +33,8 @@ class Runtime:
     arena: Arena
     runner: TrainingRunner | None = None
     evals: EvalRunner | None = None
+    access: AccessControl | None = None
+    campaigns: CampaignService | None = None
     base_path: str | None = None
     progress: str = "starting"
     error: str | None = None
@@ -185,6 +189,7 @@ def _existing_or(store: Store, record: ModelRecord) -> ModelRecord:
 
 def create_runtime(settings: Settings) -> Runtime:
     settings.home.mkdir(parents=True, exist_ok=True)
+    access = AccessControl(settings.auth, settings.home)  # a bad account fails before anything starts
     store = Store(settings.db_path)
     interrupted = store.interrupt_unfinished_battles()
     if interrupted:
@@ -202,4 +207,6 @@ def create_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(settings, store, server, pool, arena)
     runtime.runner = TrainingRunner(store, settings.home / "runs", on_finished=runtime.register_checkpoint)
     runtime.evals = EvalRunner(settings.home / "evals", store, settings.evals)
+    runtime.access = access
+    runtime.campaigns = CampaignService(store, arena, settings.campaigns)
     return runtime
