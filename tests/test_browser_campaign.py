@@ -46,7 +46,7 @@ def test_a_labeller_works_through_a_campaign(browser, runtime, campaign):  # noq
 
         def serve() -> str:
             page.locator("#label-next").click()
-            page.locator("#label-vote-box").wait_for(state="visible", timeout=120_000)
+            page.locator("#label-vote-model-a").wait_for(state="visible", timeout=120_000)
             page.wait_for_function("document.querySelectorAll('#label-chat-b .message').length >= 2",
                                    timeout=60_000)
             return page.locator("#label-status").inner_text()
