@@ -66,7 +66,8 @@ def parse_prompt_jsonl(text: str, max_prompts: int = 5000, max_chars: int = MAX_
     if not prompts:
         raise PromptFileError("The prompt file has no prompts (one JSON object per line: {\"prompt\": \"...\"}).")
     if len(prompts) > max_prompts:
-        raise PromptFileError(f"The prompt file has {len(prompts):,} prompts; a campaign takes at most {max_prompts:,}.")
+        raise PromptFileError(f"The prompt file has {len(prompts):,} prompts; "
+                              f"a campaign takes at most {max_prompts:,}.")
     return prompts
 
 
