@@ -51,7 +51,8 @@ def test_wrong_password_and_unknown_user_get_the_same_message(tmp_path):
 
 
 def test_plain_passwords_in_the_config_are_refused(tmp_path):
-    settings = load_settings(env={"QWEN3ARENA__AUTH__ACCOUNTS": '[{username: x, role: admin, password_hash: "hunter2"}]'})
+    plain = '[{username: x, role: admin, password_hash: "hunter2"}]'
+    settings = load_settings(env={"QWEN3ARENA__AUTH__ACCOUNTS": plain})
     with pytest.raises(ConfigError, match="hash-password"):
         AccessControl(settings.auth, tmp_path)
     with pytest.raises(ConfigError):
