@@ -6,6 +6,7 @@ harvest        build the next round's dataset from the votes (--dry-run: counts 
 train-round N  train round N (SFT or --method dpo) and register the checkpoint
 publish CKPT   put a checkpoint into the arena
 rounds         list the rounds and the lineage of every checkpoint
+hash-password  read a password (twice, not echoed) and print its hash for auth.accounts
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from qwen3arena.config import ConfigError, load_settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qwen3arena", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="app", choices=["app", "build-default", *cli.COMMANDS])
+    parser.add_argument("command", nargs="?", default="app",
+                        choices=["app", "build-default", "hash-password", *cli.COMMANDS])
     parser.add_argument("--config", help="site YAML merged over configs/default.yaml")
     parser.add_argument("--host", help="address the web app listens on")
     parser.add_argument("--port", type=int, help="port of the web app")
     cli.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "hash-password":
+        return _hash_password()
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -66,6 +70,25 @@ def main(argv: list[str] | None = None) -> int:
         launch(runtime, **kwargs)
     finally:
         runtime.shutdown()
+    return 0
+
+
+def _hash_password() -> int:
+    import getpass
+
+    from qwen3arena.auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            print("the two passwords differ", file=sys.stderr)
+            return 2
+    else:  # piped: the first line
+        first = sys.stdin.readline().rstrip("\n")
+    if not first:
+        print("the password is empty", file=sys.stderr)
+        return 2
+    print(hash_password(first))
     return 0
 
 

@@ -18,6 +18,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+SPACE_CONFIG = REPO_ROOT / "configs" / "space.yaml"
 ENV_PREFIX = "QWEN3ARENA__"
 
 
@@ -30,6 +31,53 @@ class UISettings:
     host: str = "127.0.0.1"
     port: int = 7860
     title: str = "qwen3arena"
+    # on: the Train tab is shown (training runs on the CPU too, slowly); off: hidden;
+    # auto: shown only where a CUDA GPU is visible (the Space configuration).
+    train_tab: Literal["on", "off", "auto"] = "on"
+
+
+@dataclass
+class AccountSpec:
+    """One login. Only a password hash is accepted (`python -m qwen3arena hash-password`)."""
+
+    username: str
+    role: Literal["admin", "labeller"]
+    password_hash: str
+
+
+@dataclass
+class AuthSettings:
+    """Accounts and roles (qwen3arena/auth). No accounts and no HF login: auth is off and
+    every visitor is an admin, as on a laptop."""
+
+    accounts: list[AccountSpec] = field(default_factory=list)
+    accounts_file: str | None = None   # YAML list of accounts, merged with `accounts`
+    # With accounts configured: true lets anonymous visitors in (arena only); false sends
+    # them to the login page.
+    public: bool = False
+    # Hugging Face login on a Space (needs hf_oauth: true in the README front matter).
+    hf_oauth: bool = False
+    hf_admins: list[str] = field(default_factory=list)      # HF usernames
+    hf_labellers: list[str] = field(default_factory=list)   # HF usernames; "*" = any HF user
+    session_hours: float = 12.0
+    # Environment variable with the key that signs session cookies; unset: a random key kept
+    # in the data directory (secret.key).
+    secret_env: str | None = "QWEN3ARENA_SECRET"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.accounts or self.accounts_file or self.hf_oauth)
+
+
+@dataclass
+class CampaignSettings:
+    """Labelling campaigns (qwen3arena/campaigns)."""
+
+    # A claimed prompt nobody has touched for this long can be taken by another labeller.
+    claim_timeout_s: float = 1800.0
+    max_prompts: int = 5000
+    default_reasons: list[str] = field(default_factory=lambda: [
+        "more accurate", "more helpful", "clearer", "safer", "more concise"])
 
 
 @dataclass
@@ -152,6 +200,8 @@ class Settings:
     endpoints: list[EndpointSpec] = field(default_factory=list)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     evals: EvalSettings = field(default_factory=EvalSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    campaigns: CampaignSettings = field(default_factory=CampaignSettings)
 
     @property
     def db_path(self) -> Path:
@@ -169,10 +219,16 @@ class Settings:
 def load_settings(
     config_file: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
-    """Defaults from configs/default.yaml, then the site file, then QWEN3ARENA__* variables."""
+    """Defaults from configs/default.yaml, then the site file, then QWEN3ARENA__* variables.
+
+    On a Hugging Face Space (SPACE_ID is set) with no site file named, configs/space.yaml is
+    the site file, so the Space needs no variable to get its configuration.
+    """
     env = os.environ if env is None else env
     raw = _read_yaml(DEFAULT_CONFIG)
     site = config_file or env.get("QWEN3ARENA_CONFIG")
+    if not site and env.get("SPACE_ID"):
+        site = SPACE_CONFIG
     if site:
         raw = _deep_merge(raw, _read_yaml(Path(site)))
     for key, value in sorted(env.items()):
@@ -187,6 +243,9 @@ def load_settings(
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(f"endpoints: duplicate contestant names {sorted(duplicates)}")
+    users = [a.username for a in settings.auth.accounts]
+    if len(set(users)) != len(users):
+        raise ConfigError("auth.accounts: a username appears twice")
     return settings
 
 

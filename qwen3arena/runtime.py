@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwen3arena.arena import Arena
+from qwen3arena.auth import AccessControl
+from qwen3arena.campaigns import CampaignService
 from qwen3arena.config import REPO_ROOT, Settings
 from qwen3arena.evals import EvalRunner
 from qwen3arena.harvest import Harvester, HarvestError, load_prompt_categories
@@ -33,6 +35,8 @@ class Runtime:
     runner: TrainingRunner | None = None
     evals: EvalRunner | None = None
     harvester: Harvester | None = None
+    access: AccessControl | None = None
+    campaigns: CampaignService | None = None
     base_path: str | None = None
     progress: str = "starting"
     error: str | None = None
@@ -229,6 +233,7 @@ def _existing_or(store: Store, record: ModelRecord) -> ModelRecord:
 
 def create_runtime(settings: Settings) -> Runtime:
     settings.home.mkdir(parents=True, exist_ok=True)
+    access = AccessControl(settings.auth, settings.home)  # a bad account fails before anything starts
     store = Store(settings.db_path)
     interrupted = store.interrupt_unfinished_battles()
     if interrupted:
@@ -248,4 +253,6 @@ def create_runtime(settings: Settings) -> Runtime:
     runtime.evals = EvalRunner(settings.home / "evals", store, settings.evals)
     runtime.harvester = Harvester(store, settings.home / "datasets" / "rounds", load_prompt_categories(
         sorted((REPO_ROOT / "data" / "prompts").glob("*.jsonl")) + sorted((settings.home / "prompts").glob("*.jsonl"))))
+    runtime.access = access
+    runtime.campaigns = CampaignService(store, arena, settings.campaigns)
     return runtime

@@ -69,6 +69,8 @@ class _Battle:
     busy: threading.Lock = field(default_factory=threading.Lock)
     leak: str | None = None
     record: BattleRecord | None = None
+    campaign_id: str | None = None
+    prompt_id: str | None = None
 
 
 class Arena:
@@ -83,9 +85,15 @@ class Arena:
 
     # -- battles ----------------------------------------------------------------------------
 
-    def start_battle(self, voter: str) -> str:
-        """Draws a pair among the contestants that are up; returns an opaque battle id."""
+    def start_battle(self, voter: str, contestants: list[str] | None = None,
+                     campaign_id: str | None = None, prompt_id: str | None = None) -> str:
+        """Draws a pair among the contestants that are up; returns an opaque battle id.
+
+        A labelling campaign limits the draw to its `contestants` and tags the battle with
+        its campaign and prompt (stored with the battle and its vote)."""
         available = {c.name: c for c in self.pool.available()}
+        if contestants is not None:
+            available = {name: c for name, c in available.items() if name in set(contestants)}
         if len(available) < 2:
             raise ArenaError(
                 f"The arena needs two models that are up; {len(available)} "
@@ -97,7 +105,8 @@ class Arena:
             self.store.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
         )
         left, right = sample_pair(weights, self._rng)
-        battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])))
+        battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])),
+                         campaign_id=campaign_id, prompt_id=prompt_id)
         with self._lock:
             self._battles[battle.battle_id] = battle
         return battle.battle_id
@@ -149,9 +158,10 @@ class Arena:
         finally:
             battle.busy.release()
 
-    def vote(self, battle_id: str, outcome: Outcome, voter: str) -> Reveal:
+    def vote(self, battle_id: str, outcome: Outcome, voter: str,
+             reason: str | None = None, comment: str | None = None) -> Reveal:
         """Records the battle's only vote and reveals the names. Nothing is written on refusal."""
-        vote = self.store.record_vote(battle_id, outcome, voter)
+        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment)
         with self._lock:
             self._battles.pop(battle_id, None)
         return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
@@ -163,6 +173,22 @@ class Arena:
             raise ArenaError("Only a failed battle can be revealed without a vote.")
         detail = "; ".join(f"{s.contestant.name}: {s.error_detail}" for s in battle.sides if s.error_detail)
         return battle.sides[0].contestant.name, battle.sides[1].contestant.name, detail
+
+    def resume(self, battle_id: str) -> TurnView | None:
+        """The finished state of a live battle (a labeller came back to it), or None when the
+        battle is gone, failed or still answering (the caller starts a fresh one)."""
+        with self._lock:
+            battle = self._battles.get(battle_id)
+        if battle is None or battle.record is None or battle.record.status != "ready":
+            return None
+        if battle.busy.locked():
+            return None
+        return self._view(battle, finished=True)
+
+    def history(self, battle_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Both conversations of a live battle, as the chat boxes show them (no names)."""
+        battle = self._battle(battle_id)
+        return list(battle.sides[0].messages), list(battle.sides[1].messages)
 
     def discard(self, battle_id: str | None) -> None:
         """Forgets a battle that will not be voted (the user started a new round)."""
@@ -267,6 +293,7 @@ class Arena:
         record = battle.record or BattleRecord(
             battle_id=battle.battle_id, voter=battle.voter,
             model_a=a.contestant.name, model_b=b.contestant.name,
+            campaign_id=battle.campaign_id, prompt_id=battle.prompt_id,
         )
         record = dataclasses.replace(
             record,

@@ -7,13 +7,14 @@ concurrent handlers. A second process opening the same file fails fast with Stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import duckdb
 
@@ -69,6 +70,8 @@ class BattleRecord:
     error: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    campaign_id: str | None = None   # set for battles served by a labelling campaign
+    prompt_id: str | None = None
 
 
 @dataclass
@@ -82,6 +85,9 @@ class VoteRecord:
     turns: int
     identity_leak: bool
     created_at: datetime
+    campaign_id: str | None = None   # the battle's campaign (None: open arena)
+    reason: str | None = None        # reason chip chosen with the vote
+    comment: str | None = None
 
 
 RunStatus = Literal["queued", "running", "succeeded", "stopped", "failed", "cancelled", "interrupted"]
@@ -117,11 +123,11 @@ _BATTLE_JSON = (
 )
 _BATTLE_COLUMNS = (
     "battle_id", "created_at", "updated_at", "voter", "model_a", "model_b", "status", "turns",
-    *_BATTLE_JSON, "identity_leak", "leak_reason", "error",
+    *_BATTLE_JSON, "identity_leak", "leak_reason", "error", "campaign_id", "prompt_id",
 )
 _VOTE_COLUMNS = (
     "vote_id", "battle_id", "voter", "outcome", "model_a", "model_b", "turns",
-    "identity_leak", "created_at",
+    "identity_leak", "created_at", "campaign_id", "reason", "comment",
 )
 
 
@@ -179,6 +185,14 @@ class Store:
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._con)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[Callable[[str, list[Any] | None], list[tuple]]]:
+        """Several statements as one transaction under the store's lock, for other packages'
+        read-then-write steps (a campaign claim): yields an execute(sql, params) function.
+        Any exception rolls everything back."""
+        with self._lock, self._transaction():
+            yield lambda sql, params=None: self._con.execute(sql, params or []).fetchall()
 
     # -- models -----------------------------------------------------------------------------
 
@@ -276,8 +290,10 @@ class Store:
 
     # -- votes ------------------------------------------------------------------------------
 
-    def record_vote(self, battle_id: str, outcome: Outcome, voter: str) -> VoteRecord:
-        """Records the one vote of a ready battle and locks it, atomically.
+    def record_vote(self, battle_id: str, outcome: Outcome, voter: str,
+                    reason: str | None = None, comment: str | None = None) -> VoteRecord:
+        """Records the one vote of a ready battle and locks it, atomically. The vote takes
+        the battle's campaign; `reason` and `comment` are a labeller's (optional).
 
         Raises VoteRejected (nothing written) when the battle is unknown, already voted,
         unfinished, errored or interrupted.
@@ -286,13 +302,13 @@ class Store:
             raise VoteRejected(f"Unknown vote {outcome!r}.")
         with self._lock, self._transaction():
             row = self._con.execute(
-                "SELECT status, model_a, model_b, turns, identity_leak FROM battles "
+                "SELECT status, model_a, model_b, turns, identity_leak, campaign_id FROM battles "
                 "WHERE battle_id = ?",
                 [battle_id],
             ).fetchone()
             if row is None:
                 raise VoteRejected("This battle is unknown (was the app restarted?). Start a new round.")
-            status, model_a, model_b, turns, leak = row
+            status, model_a, model_b, turns, leak, campaign_id = row
             if status == "voted":
                 raise VoteRejected("This battle already has a vote.")
             if status == "error":
@@ -302,7 +318,7 @@ class Store:
             if status != "ready":
                 raise VoteRejected("Wait until both answers are complete before voting.")
             vote = VoteRecord(uuid.uuid4().hex, battle_id, voter, outcome, model_a, model_b,
-                              turns, bool(leak), utcnow())
+                              turns, bool(leak), utcnow(), campaign_id, reason or None, comment or None)
             self._con.execute(
                 f"INSERT INTO votes ({', '.join(_VOTE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_VOTE_COLUMNS))})",

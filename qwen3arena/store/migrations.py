@@ -158,4 +158,57 @@ MIGRATIONS: list[str] = [
         created_at   TIMESTAMPTZ NOT NULL
     );
     """,
+    # 6: labelling campaigns (qwen3arena/campaigns). Battles and votes learn their campaign; a vote keeps
+    # the labeller's reason and comment. Written with IF NOT EXISTS throughout so that it
+    # applies whatever other migration lands beside it (it touches no table but its own and
+    # adds nullable columns only).
+    """
+    ALTER TABLE battles ADD COLUMN IF NOT EXISTS campaign_id VARCHAR;  -- NULL: an open-arena battle
+    ALTER TABLE battles ADD COLUMN IF NOT EXISTS prompt_id VARCHAR;    -- the campaign prompt served
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS campaign_id VARCHAR;    -- copied from the battle
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS reason VARCHAR;         -- the reason chip chosen
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS comment VARCHAR;        -- free text, optional
+    CREATE TABLE IF NOT EXISTS campaigns (
+        campaign_id       VARCHAR PRIMARY KEY,
+        name              VARCHAR NOT NULL UNIQUE,
+        created_at        TIMESTAMPTZ NOT NULL,
+        created_by        VARCHAR,
+        status            VARCHAR NOT NULL CHECK (status IN ('open', 'closed')),
+        contestants       JSON NOT NULL,     -- model names drawn for its battles (admin-only)
+        votes_per_prompt  INTEGER NOT NULL,  -- battles (each with its own vote) per prompt
+        overlap           INTEGER NOT NULL,  -- labellers who judge each prompt's first battle
+        rubric            VARCHAR NOT NULL,
+        reasons           JSON NOT NULL,     -- the reason chips
+        prompt_source     VARCHAR            -- file name or shipped set the prompts came from
+    );
+    CREATE TABLE IF NOT EXISTS campaign_prompts (
+        campaign_id  VARCHAR NOT NULL,
+        prompt_id    VARCHAR NOT NULL,
+        position     INTEGER NOT NULL,       -- serving order
+        prompt       VARCHAR NOT NULL,
+        PRIMARY KEY (campaign_id, prompt_id)
+    );
+    CREATE TABLE IF NOT EXISTS campaign_slots (
+        campaign_id  VARCHAR NOT NULL,
+        prompt_id    VARCHAR NOT NULL,
+        slot         INTEGER NOT NULL,       -- 0..votes_per_prompt-1: battles; then reviews
+        kind         VARCHAR NOT NULL CHECK (kind IN ('battle', 'review')),
+        status       VARCHAR NOT NULL CHECK (status IN ('open', 'claimed', 'done')),
+        labeller     VARCHAR,                -- voter id of the claimer
+        battle_id    VARCHAR,                -- battle slots: the battle played; reviews: the one judged
+        claimed_at   TIMESTAMPTZ,
+        updated_at   TIMESTAMPTZ,
+        PRIMARY KEY (campaign_id, prompt_id, slot)
+    );
+    CREATE TABLE IF NOT EXISTS campaign_reviews (
+        campaign_id  VARCHAR NOT NULL,
+        battle_id    VARCHAR NOT NULL,       -- a voted campaign battle judged again (overlap)
+        labeller     VARCHAR NOT NULL,
+        outcome      VARCHAR NOT NULL CHECK (outcome IN ('model_a', 'model_b', 'tie', 'both_bad')),
+        reason       VARCHAR,
+        comment      VARCHAR,
+        created_at   TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (battle_id, labeller)
+    );
+    """,
 ]

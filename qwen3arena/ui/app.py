@@ -1,13 +1,23 @@
-"""Assembles the Gradio app: one module per tab, all state in the Runtime's services."""
+"""Assembles the Gradio app: one module per tab, all state in the Runtime's services.
+
+Roles (qwen3arena/auth): every handler of an admin tab is wrapped by ui.access.restricted,
+the Label tab's by the labeller guard; the Arena is open to anyone the app admits. Tabs a
+role may not use are also hidden for that session, but hiding is not the protection.
+With auth off (no accounts: the local default) everyone is an admin and nothing is hidden.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from qwen3arena.auth import LOGIN_PATH, LOGOUT_PATH, AccessControl, launch_options, roles_at_least
 from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
+from qwen3arena.ui.access import restricted
 from qwen3arena.ui.arena_tab import build_arena_tab
+from qwen3arena.ui.campaigns_tab import build_campaigns_tab
 from qwen3arena.ui.data_tab import build_data_tab
+from qwen3arena.ui.label_tab import build_label_tab
 from qwen3arena.ui.models_tab import build_models_tab
 from qwen3arena.ui.scoreboard_tab import build_scoreboard_tab
 from qwen3arena.ui.train_tab import build_train_tab
@@ -33,9 +43,35 @@ def readiness(runtime: Runtime) -> str:
     return f"⏳ Models are starting ({up} ready so far). The first start builds a small model and takes a few minutes."
 
 
-def build_app(runtime: Runtime) -> gr.Blocks:
+def show_train_tab(runtime: Runtime) -> bool:
+    """ui.train_tab: on, off, or auto (only where a CUDA GPU is visible, as on a GPU Space)."""
+    mode = runtime.settings.ui.train_tab
+    if runtime.runner is None or mode == "off":
+        return False
+    if mode == "auto":
+        try:
+            import torch
+
+            return bool(torch.cuda.is_available())
+        except Exception:  # no torch, no GPU: training stays hidden
+            return False
+    return True
+
+
+def _access(runtime: Runtime) -> AccessControl:
+    if runtime.access is None:
+        runtime.access = AccessControl(runtime.settings.auth, runtime.settings.home)
+    return runtime.access
+
+
+def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Blocks:
+    access = access or _access(runtime)
+    admin, labeller = roles_at_least("admin"), roles_at_least("labeller")
+    hide = access.enabled  # with auth on, restricted tabs start hidden; the page load shows them
     with gr.Blocks(title=runtime.settings.ui.title) as demo:
-        gr.Markdown(f"# {runtime.settings.ui.title}")
+        with gr.Row():
+            gr.Markdown(f"# {runtime.settings.ui.title}")
+            who = gr.Markdown("", elem_id="whoami", visible=access.enabled)
         ready_line = gr.Markdown(readiness(runtime), elem_id="readiness")
         timer = gr.Timer(2.0)
 
@@ -44,15 +80,44 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             return line, gr.Timer(active=bool(line))
 
         timer.tick(poll, None, [ready_line, timer], api_visibility="private", show_progress="hidden")
+        admin_tabs: list[gr.Tab] = []
+        label_tabs: list[gr.Tab] = []
         with gr.Tabs() as tabs:
             with gr.Tab("Arena", id="arena"):
                 build_arena_tab(runtime.arena, _examples())
-            build_scoreboard_tab(runtime)
-            train = build_train_tab(runtime) if runtime.runner is not None else None
-            if runtime.harvester is not None:
-                build_data_tab(runtime, train, tabs)
-            build_models_tab(runtime)
+            if runtime.campaigns is not None:
+                with restricted(demo, access, labeller):
+                    label_tabs.append(build_label_tab(runtime.campaigns))
+            with restricted(demo, access, admin):
+                admin_tabs.append(build_scoreboard_tab(runtime))
+                if runtime.campaigns is not None:
+                    admin_tabs.append(build_campaigns_tab(runtime))
+                train = build_train_tab(runtime) if show_train_tab(runtime) else None
+                if train is not None:
+                    admin_tabs.append(train.tab)
+                if runtime.harvester is not None:
+                    admin_tabs.append(build_data_tab(runtime, train, tabs))
+                admin_tabs.append(build_models_tab(runtime))
+        for tab in admin_tabs + label_tabs:
+            tab.visible = not hide
+
+        if access.enabled:
+            def on_load(request: gr.Request) -> tuple:
+                user = access.user_for(request)
+                if user.role == "anonymous":
+                    line = f"Anonymous visitor (arena only) · [Log in]({LOGIN_PATH})"
+                else:
+                    line = f"Logged in as **{user.name}** ({user.role}) · [Log out]({LOGOUT_PATH})"
+                return (line, *[gr.update(visible=user.role == "admin") for _ in admin_tabs],
+                        *[gr.update(visible=user.role in labeller) for _ in label_tabs])
+
+            demo.load(on_load, None, [who, *admin_tabs, *label_tabs], api_visibility="private")
     return demo
+
+
+def server_options(runtime: Runtime, access: AccessControl | None = None) -> dict:
+    """launch() arguments for auth (the login page, the cookie check); {} with auth off."""
+    return launch_options(access or _access(runtime), runtime.settings.ui.title)
 
 
 def launch(runtime: Runtime, **kwargs) -> gr.Blocks:
@@ -63,6 +128,7 @@ def launch(runtime: Runtime, **kwargs) -> gr.Blocks:
         server_port=kwargs.pop("server_port", runtime.settings.ui.port),
         css=CSS,
         footer_links=[],
+        **server_options(runtime),
         **kwargs,
     )
     return demo

@@ -1,0 +1,25 @@
+"""Labelling campaigns: prompt sets, atomic assignment, progress, inter-labeller agreement."""
+
+from qwen3arena.campaigns.agreement import AgreementReport, agreement, cohen_kappa, fleiss_kappa, percent_agreement
+from qwen3arena.campaigns.prompts import (
+    CampaignPrompt,
+    PromptFileError,
+    load_shipped,
+    parse_prompt_jsonl,
+    shipped_prompt_sets,
+)
+from qwen3arena.campaigns.service import (
+    Assignment,
+    Campaign,
+    CampaignError,
+    CampaignService,
+    LabellerView,
+    MyProgress,
+    Progress,
+)
+
+__all__ = [
+    "AgreementReport", "Assignment", "Campaign", "CampaignError", "CampaignPrompt", "CampaignService",
+    "LabellerView", "MyProgress", "Progress", "PromptFileError", "agreement", "cohen_kappa", "fleiss_kappa",
+    "load_shipped", "parse_prompt_jsonl", "percent_agreement", "shipped_prompt_sets",
+]

@@ -1,0 +1,153 @@
+"""The Label tab: a labeller works through a campaign. Prompts are served (no typing), a
+follow-up turn is allowed, each vote takes a reason chip and an optional comment, and the
+labeller's own progress is shown. Names are never shown here, not even after a vote; the
+page holds no battle id: the server knows which slot the labeller has in hand."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from qwen3arena.arena import ArenaError, TurnView, voter_id
+from qwen3arena.campaigns import Assignment, CampaignError, CampaignService
+from qwen3arena.ui.arena_tab import VOTE_LABELS, _side_messages, _user_text
+
+
+def _progress_text(service: CampaignService, campaign_id: str, labeller: str) -> str:
+    mine = service.my_progress(campaign_id, labeller)
+    return (f"**Your progress:** {mine.done} judged · {mine.available} more prompts open to you "
+            f"(campaign: {mine.total} judgements in all)")
+
+
+def _history_messages(conversation: list[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in conversation]
+
+
+def build_label_tab(service: CampaignService) -> gr.Tab:
+    with gr.Tab("Label", id="label", elem_id="label-tab") as tab:
+        gr.Markdown("### 🏷️ Labelling\nChoose a campaign and press **Next prompt**: two anonymous "
+                    "answers appear. Judge them by the rubric, pick a reason, vote. You may ask one "
+                    "follow-up question first. You can leave at any time; your prompt waits for you.")
+        with gr.Row():
+            campaign = gr.Dropdown(label="Campaign", choices=[], elem_id="label-campaign", scale=3)
+            refresh = gr.Button("↻ Campaigns", scale=1, elem_id="label-refresh")
+        rubric = gr.Markdown(elem_id="label-rubric")
+        progress = gr.Markdown(elem_id="label-progress")
+        next_btn = gr.Button("▶ Next prompt", variant="primary", elem_id="label-next")
+        status = gr.Markdown(elem_id="label-status")
+        with gr.Row(equal_height=True):
+            chat_a = gr.Chatbot(label="Answer A", height=380, elem_id="label-chat-a")
+            chat_b = gr.Chatbot(label="Answer B", height=380, elem_id="label-chat-b")
+        with gr.Row():
+            follow = gr.Textbox(show_label=False, placeholder="Optional follow-up question", scale=6,
+                                elem_id="label-followup", interactive=False)
+            send = gr.Button("Ask both", scale=1, elem_id="label-send", interactive=False)
+        with gr.Group(visible=False, elem_id="label-vote-box") as vote_box:
+            reason = gr.Radio(label="Reason", choices=[], elem_id="label-reason")
+            comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="label-comment")
+            with gr.Row():
+                buttons = {o: gr.Button(label, elem_id=f"label-vote-{o.replace('_', '-')}")
+                           for o, label in VOTE_LABELS.items()}
+
+        def labeller(request: gr.Request) -> str:
+            return voter_id(request.username, request.session_hash)
+
+        def list_open() -> Any:
+            views = service.open_for_labellers()
+            choices = [(v.name, v.campaign_id) for v in views]
+            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+        def choose(campaign_id: str | None, request: gr.Request) -> tuple:
+            if not campaign_id:
+                return "No open campaign yet.", "", gr.update(choices=[], value=None)
+            try:
+                view = service.view(campaign_id)
+            except CampaignError as exc:
+                return f"⚠️ {exc}", "", gr.update()
+            return (f"**Rubric:** {view.rubric}", _progress_text(service, campaign_id, labeller(request)),
+                    gr.update(choices=view.reasons, value=None))
+
+        def _frames(assignment: Assignment, views: Iterator[TurnView], text: str,
+                    before: tuple[list, list] = ([], [])) -> Iterator[tuple]:
+            view = None
+            for view in views:
+                yield (_side_messages(before[0], text, view.answers[0], view.thinking[0], view.errors[0],
+                                      not view.finished),
+                       _side_messages(before[1], text, view.answers[1], view.thinking[1], view.errors[1],
+                                      not view.finished),
+                       gr.update(visible=False), "⏳ Both models are answering...", gr.update(), gr.update(),
+                       gr.update(interactive=False), gr.update(interactive=False))
+            if view is None:
+                return
+            if not view.votable:
+                note = "⚠️ A model failed on this prompt. Press ▶ Next prompt to try it again."
+            else:
+                note = f"✅ Prompt `{assignment.prompt_id}`: judge the answers, or ask one follow-up first."
+            history_a, history_b = service.history(assignment)
+            yield (_history_messages(history_a) or gr.update(), _history_messages(history_b) or gr.update(),
+                   gr.update(visible=view.votable), note, gr.update(), gr.update(value=None),
+                   gr.update(interactive=view.votable, value=""), gr.update(interactive=view.votable))
+
+        def next_prompt(campaign_id: str | None, request: gr.Request) -> Iterator[tuple]:
+            who = labeller(request)
+            keep = (gr.update(), gr.update(), gr.update(visible=False))
+            if not campaign_id:
+                yield (*keep, "⚠️ Choose a campaign first.", gr.update(), gr.update(), gr.update(), gr.update())
+                return
+            try:
+                assignment = service.next_assignment(campaign_id, who)
+                if assignment is None:
+                    yield ([], [], gr.update(visible=False), "🎉 Nothing left for you in this campaign. Thank you!",
+                           _progress_text(service, campaign_id, who), gr.update(),
+                           gr.update(interactive=False), gr.update(interactive=False))
+                    return
+                if assignment.kind == "review":
+                    history_a, history_b = service.history(assignment)
+                    yield (_history_messages(history_a), _history_messages(history_b), gr.update(visible=True),
+                           f"✅ Prompt `{assignment.prompt_id}`: these answers were already written; judge them.",
+                           _progress_text(service, campaign_id, who), gr.update(value=None),
+                           gr.update(interactive=False), gr.update(interactive=False))
+                    return
+                yield from _frames(assignment, service.play(assignment, who), assignment.prompt)
+            except (CampaignError, ArenaError) as exc:
+                yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
+
+        def ask(campaign_id: str | None, text: Any, request: gr.Request) -> Iterator[tuple]:
+            who = labeller(request)
+            message = _user_text(text).strip()
+            keep = (gr.update(), gr.update(), gr.update())
+            try:
+                current = service.current(campaign_id or "", who)
+                if current is None:
+                    raise CampaignError("Press ▶ Next prompt first.")
+                before = tuple(_history_messages(h) for h in service.history(current))
+                yield from _frames(current, service.follow_up(campaign_id or "", who, message), message, before)
+            except (CampaignError, ArenaError) as exc:
+                yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
+
+        def cast(outcome: str):
+            def vote(campaign_id: str | None, reason_v: str | None, comment_v: str | None,
+                     request: gr.Request) -> tuple:
+                who = labeller(request)
+                try:
+                    service.vote(campaign_id or "", who, outcome, reason_v, comment_v)  # type: ignore[arg-type]
+                except CampaignError as exc:
+                    return gr.update(), gr.update(), gr.update(), f"⚠️ {exc}", gr.update(), gr.update(), gr.update()
+                return ([], [], gr.update(visible=False), "✅ Saved. Press ▶ Next prompt for the next one.",
+                        _progress_text(service, campaign_id, who), gr.update(value=None), gr.update(value=""))
+            vote.__name__ = f"label_vote_{outcome}"
+            return vote
+
+        frame_outputs = [chat_a, chat_b, vote_box, status, progress, reason, follow, send]
+        refresh.click(list_open, None, [campaign], api_name="label_campaigns")
+        tab.select(list_open, None, [campaign], api_visibility="private")
+        campaign.change(choose, [campaign], [rubric, progress, reason], api_name="label_choose")
+        next_btn.click(next_prompt, [campaign], frame_outputs, api_name="label_next", concurrency_limit=None)
+        send.click(ask, [campaign, follow], frame_outputs, api_name="label_follow_up", concurrency_limit=None)
+        follow.submit(ask, [campaign, follow], frame_outputs, api_visibility="private", concurrency_limit=None)
+        for outcome, button in buttons.items():
+            button.click(cast(outcome), [campaign, reason, comment],
+                         [chat_a, chat_b, vote_box, status, progress, reason, comment],
+                         api_name=f"label_vote_{outcome}")
+    return tab
