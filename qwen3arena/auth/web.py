@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from typing import Any, Callable
 
+from gradio.utils import get_space
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -74,7 +75,7 @@ def auth_routes(access: AccessControl, title: str) -> list[Route]:
         extra = ""
         if access.settings.public:
             extra = '<p><a href="/">Continue without an account (arena only)</a></p>'
-        if access.settings.hf_oauth:
+        if access.settings.hf_oauth and get_space():
             extra += '<p><a href="/login/huggingface">Sign in with Hugging Face</a></p>'
         body = _PAGE.format(title=html.escape(title), action=LOGIN_PATH, username=html.escape(username),
                             error=f'<p class="error" id="login-error">{html.escape(error)}</p>' if error else "",

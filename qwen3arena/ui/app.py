@@ -8,7 +8,10 @@ With auth off (no accounts: the local default) everyone is an admin and nothing 
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
+from gradio.utils import get_space
 
 from qwen3arena.auth import LOGIN_PATH, LOGOUT_PATH, AccessControl, launch_options, roles_at_least
 from qwen3arena.config import REPO_ROOT
@@ -21,6 +24,8 @@ from qwen3arena.ui.label_tab import build_label_tab
 from qwen3arena.ui.models_tab import build_models_tab
 from qwen3arena.ui.scoreboard_tab import build_scoreboard_tab
 from qwen3arena.ui.train_tab import build_train_tab
+
+log = logging.getLogger(__name__)
 
 CSS = """
 #vote-row button { font-size: 1.05em; }
@@ -72,6 +77,13 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
         with gr.Row():
             gr.Markdown(f"# {runtime.settings.ui.title}")
             who = gr.Markdown("", elem_id="whoami", visible=access.enabled)
+            if access.settings.hf_oauth:
+                if get_space():
+                    # its presence makes Gradio add /login/huggingface, /login/callback and the session
+                    # (gradio[oauth]); AccessControl maps the HF username to a role on every request
+                    gr.LoginButton("Sign in with Hugging Face", scale=0, elem_id="hf-login")
+                else:
+                    log.warning("auth.hf_oauth is on but this is not a Hugging Face Space: no HF login here")
         ready_line = gr.Markdown(readiness(runtime), elem_id="readiness")
         timer = gr.Timer(2.0)
 
