@@ -32,8 +32,7 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
         assert "was" in play(client, prompt, "model_a" if i % 2 else "model_b")
 
     # harvest through the API the Data tab uses
-    message, _, _, _ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any",
-                                      api_name="/round_build")
+    message, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", api_name="/round_build")
     assert message.startswith("✅ Round 1 built"), message
     record = runtime.harvester.get_round(1)
     assert set(record.vote_ids) <= {v.vote_id for v in runtime.store.list_votes()}
