@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--voter", help="harvest: only this voter's votes")
     group.add_argument("--model", help="harvest: only battles with this model")
     group.add_argument("--category", help="harvest: only this prompt category")
+    group.add_argument("--campaign", help="harvest: only this labelling campaign's votes (its id)")
     group.add_argument("--parent", help="harvest/train-round: the checkpoint the round continues from")
     group.add_argument("--dry-run", action="store_true", help="harvest: print the counts, write nothing")
     group.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train-round: SFT or DPO")
@@ -94,7 +95,8 @@ def _rules_and_filters(args: argparse.Namespace):
     rules = HarvestRules(ties=args.ties, judge_agrees_only=args.judge_agrees,
                          include_multi_turn=not args.single_turn, include_previous_rounds=not args.no_previous,
                          base_dataset=args.base_dataset)
-    return rules, BattleFilters(voter=args.voter, model=args.model, category=args.category)
+    return rules, BattleFilters(voter=args.voter, model=args.model, category=args.category,
+                                campaign=args.campaign)
 
 
 def _harvest(runtime, args: argparse.Namespace) -> int:
@@ -209,7 +211,8 @@ def _rule_values(rules) -> list[Any]:
 
 
 def _filter_values(filters) -> list[Any]:
-    return [list(filters.outcomes), filters.model or "", filters.voter or "", filters.category or "", filters.judge]
+    return [list(filters.outcomes), filters.model or "", filters.voter or "", filters.category or "", filters.judge,
+            filters.campaign or ""]
 
 
 def _need(value: str | None, message: str) -> str:

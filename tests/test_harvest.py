@@ -100,9 +100,10 @@ def test_duplicates_are_kept_once_oldest_first():
 # -- rounds on a real store ---------------------------------------------------------------------
 
 def add_vote(store: Store, bid: str, outcome: str, a: str = "answer A", b: str = "answer B",
-             prompt: str = "How should I store eggs?", finish: str = "stop", voter: str = "user:ann") -> None:
+             prompt: str = "How should I store eggs?", finish: str = "stop", voter: str = "user:ann",
+             campaign: str | None = None) -> None:
     store.save_battle(BattleRecord(
-        battle_id=bid, voter=voter, model_a="ma", model_b="mb", status="ready", turns=1,
+        battle_id=bid, voter=voter, model_a="ma", model_b="mb", status="ready", turns=1, campaign_id=campaign,
         conversation_a=conv(prompt, a), conversation_b=conv(prompt, b),
         metrics_a=[{"finish_reason": finish}], metrics_b=[{"finish_reason": "stop"}]))
     store.record_vote(bid, outcome, voter)
@@ -177,8 +178,9 @@ def test_filters_exclusions_and_categories(harvester):
     store = harvester.store
     add_vote(store, "b1", "model_a")
     add_vote(store, "b2", "model_b", prompt="Something else?", voter="user:bob")
-    add_vote(store, "b3", "tie")
+    add_vote(store, "b3", "tie", campaign="c-1")
     assert [r.category for r in harvester.browse()] == ["storage", "uncategorized", "storage"]
+    assert [r.battle.battle_id for r in harvester.browse(BattleFilters(campaign="c-1"))] == ["b3"]
     assert [r.battle.battle_id for r in harvester.browse(BattleFilters(category="storage"))] == ["b1", "b3"]
     assert [r.battle.battle_id for r in harvester.browse(BattleFilters(voter="user:bob"))] == ["b2"]
     assert [r.battle.battle_id for r in harvester.browse(BattleFilters(outcomes=("tie",)))] == ["b3"]

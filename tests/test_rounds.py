@@ -32,7 +32,8 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
         assert "was" in play(client, prompt, "model_a" if i % 2 else "model_b")
 
     # harvest through the API the Data tab uses
-    message, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", api_name="/round_build")
+    message, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "",
+                                 api_name="/round_build")
     assert message.startswith("✅ Round 1 built"), message
     record = runtime.harvester.get_round(1)
     assert set(record.vote_ids) <= {v.vote_id for v in runtime.store.list_votes()}
@@ -40,7 +41,7 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
     pairs = [json.loads(line) for line in record.preference_path.read_text().splitlines()]
     assert len(sft_rows) >= 4 and len(pairs) >= 2, record.counts
     # building again with no new vote is refused and writes nothing
-    again, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", api_name="/round_build")
+    again, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "", api_name="/round_build")
     assert "Nothing new since round 1" in again
     assert [r.round for r in runtime.harvester.rounds()] == [1]
 

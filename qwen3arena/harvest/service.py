@@ -42,6 +42,7 @@ class BattleFilters:
     voter: str | None = None
     category: str | None = None
     judge: JudgeFilter = "any"
+    campaign: str | None = None           # a labelling campaign's id
     include_excluded: bool = True         # browsing shows them (marked); harvesting never uses them
 
 
@@ -52,6 +53,7 @@ class BattleRow:
     battle: VotedBattle
     category: str
     prompt: str
+    campaign_id: str | None = None
 
     @property
     def judge_agrees(self) -> bool | None:
@@ -143,13 +145,13 @@ class Harvester:
         rows = self.store.execute(
             "SELECT v.vote_id, v.battle_id, v.outcome, v.model_a, v.model_b, v.voter, v.created_at, "
             "v.identity_leak, b.status, b.conversation_a, b.conversation_b, b.metrics_a, b.metrics_b, "
-            "e.reason FROM votes v JOIN battles b ON b.battle_id = v.battle_id "
+            "e.reason, v.campaign_id FROM votes v JOIN battles b ON b.battle_id = v.battle_id "
             "LEFT JOIN harvest_exclusions e ON e.battle_id = v.battle_id "
             "WHERE (? IS NULL OR v.battle_id = ?) ORDER BY v.created_at, v.vote_id",
             [battle_id, battle_id])
         out = []
         for (vote_id, bid, outcome, model_a, model_b, voter, created_at, leak, status, conv_a, conv_b,
-             metrics_a, metrics_b, excluded) in rows:
+             metrics_a, metrics_b, excluded, campaign_id) in rows:
             conversation_a = json.loads(conv_a) if conv_a else []
             battle = VotedBattle(
                 battle_id=bid, vote_id=vote_id, outcome=outcome, model_a=model_a, model_b=model_b,
@@ -158,7 +160,8 @@ class Harvester:
                 status=status, identity_leak=bool(leak), judge_outcome=judged.get(bid),
                 excluded=excluded, voter=voter, created_at=created_at)
             prompt = next((m["content"] for m in conversation_a if m.get("role") == "user"), "")
-            out.append(BattleRow(battle, self.categories.get(_prompt_key(prompt), UNCATEGORIZED), prompt))
+            out.append(BattleRow(battle, self.categories.get(_prompt_key(prompt), UNCATEGORIZED), prompt,
+                                 campaign_id))
         return out
 
     # -- rounds -----------------------------------------------------------------------------
@@ -318,6 +321,8 @@ def _matches(row: BattleRow, f: BattleFilters) -> bool:
     if f.voter and b.voter != f.voter:
         return False
     if f.category and row.category != f.category:
+        return False
+    if f.campaign and row.campaign_id != f.campaign:
         return False
     if f.judge != "any":
         agrees = row.judge_agrees

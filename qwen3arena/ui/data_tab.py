@@ -70,6 +70,7 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             voter = gr.Dropdown(label="Voter", elem_id="data-voter", allow_custom_value=True)
             category = gr.Dropdown(label="Category", elem_id="data-category", allow_custom_value=True)
             judge = gr.Dropdown(["any", "agrees", "disagrees", "no verdict"], value="any", label="Judge")
+            campaign = gr.Dropdown(label="Campaign", allow_custom_value=True, elem_id="data-campaign")
         battles = gr.Dataframe(headers=BATTLE_COLUMNS, interactive=False, wrap=True, max_height=360,
                                elem_id="data-battles", label="Voted battles (click a row to read it)")
         with gr.Accordion("Battle", open=True):
@@ -110,15 +111,15 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
         lineage_plot = gr.Plot(elem_id="data-lineage-plot")
         lineage_table = gr.Dataframe(interactive=False, elem_id="data-lineage")
 
-        def filters(outcomes_v, model_v, voter_v, category_v, judge_v) -> BattleFilters:
+        def filters(outcomes_v, model_v, voter_v, category_v, judge_v, campaign_v) -> BattleFilters:
             return BattleFilters(outcomes=tuple(outcomes_v or ()), model=model_v or None, voter=voter_v or None,
-                                 category=category_v or None, judge=judge_v or "any")
+                                 category=category_v or None, judge=judge_v or "any", campaign=campaign_v or None)
 
         def rules(ties_v, judge_only_v, multi_v, previous_v, base_v) -> HarvestRules:
             return HarvestRules(ties=ties_v, judge_agrees_only=bool(judge_only_v), include_multi_turn=bool(multi_v),
                                 include_previous_rounds=bool(previous_v), base_dataset=base_v or None)
 
-        filter_inputs = [outcomes, model, voter, category, judge]
+        filter_inputs = [outcomes, model, voter, category, judge, campaign]
         rule_inputs = [ties, judge_only, multi_turn, previous, base_dataset]
 
         def battle_rows(*filter_values) -> pd.DataFrame:
@@ -213,12 +214,14 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             voters = sorted({r.battle.voter for r in harvester.browse()})
             adapters = ["", *(m.name for m in runtime.store.list_models() if m.kind == "adapter")]
             shipped = ["", *(str(p) for p in sorted(SHIPPED_DATA.glob("*.jsonl")))]
-            return (gr.update(choices=["", *names]), gr.update(choices=["", *voters]),
+            campaigns = [("", "")] + [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()] \
+                if runtime.campaigns is not None else [("", "")]
+            return (gr.update(choices=["", *names]), gr.update(choices=["", *voters]), gr.update(choices=campaigns),
                     gr.update(choices=["", *harvester.category_names()]), battle_rows(*filter_values),
                     gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(), *lineage_view(),
                     build_label())
 
-        tab.select(on_open, filter_inputs, [model, voter, category, battles, base_dataset, round_parent,
+        tab.select(on_open, filter_inputs, [model, voter, campaign, category, battles, base_dataset, round_parent,
                                             rounds_table, round_choice, lineage_plot, lineage_table, build_btn],
                    api_visibility="private")
         for control in filter_inputs:
