@@ -1,18 +1,25 @@
 """Training throughput: the app's path against raw Unsloth and transformers + peft.
 
 Every contender runs in its own process (peak memory is per process), on the same random
-Qwen3-shaped checkpoint, LoRA r=16 on all seven projections, AdamW, bf16 (or 4-bit):
+Qwen3-shaped checkpoint, LoRA r=16 on all seven projections, AdamW (fused), gradient clipping
+at 1.0, bf16 (or 4-bit):
 
   peft      transformers + peft (SDPA, gradient checkpointing; bitsandbytes nf4 for --four-bit)
   unsloth   a bare Unsloth loop on fixed batches (the ceiling)
   app       python -m qwen3arena.train's code path (Unsloth + trl SFTTrainer) on rows that
             are all exactly --seq tokens long (fixed-length batches)
-  app-var   the app's path on variable-length conversations, padded (packing off)
-  app-pack  the app's path on the same conversations with packing on
+  app-var   the app's path on realistic variable-length conversations, packing off
+  app-pack  the app's path on the same conversations with packing on (trl "bfd")
 
-tokens/s is the median over steps 4..N of (real, non-padding tokens in the step) / (step time).
+A contender name can carry LoraTrainConfig overrides after "+", e.g.
+  app-var+padding_free=false+pad_to_multiple_of=128
 
-Usage: python bench/train_throughput.py --shape tiny|1.7b|8b [--four-bit] [--steps 12]
+tokens/s is the median over steps 4..N of (real, non-padding tokens in the step) / (step time);
+"mean" is total real tokens / total time over the same steps (it keeps any recompilation or
+warm-up stalls that a median hides).
+
+Usage: python bench/train_throughput.py --shape tiny|1.7b|8b [--four-bit] [--steps 16]
+       [--only unsloth,app,...] [--log FILE] [--deadline SECONDS]
 Prints a markdown table.
 """
 
@@ -83,7 +90,7 @@ def make_datasets(checkpoint: Path, seq: int, rows: int, out: Path) -> tuple[Pat
                                              {"role": "assistant", "content": text}]}) + "\n")
     variable = out / "variable.jsonl"
     with open(variable, "w") as f:
-        for _ in range(rows * 4):
+        for _ in range(rows * 8):  # enough for `rows` packed rows too
             # conversation lengths of real chat data are roughly log-normal
             target = int(min(max(rng.lognormvariate(5.8, 0.8), 40), seq * 0.9))
             answer = " ".join(rng.choice(words) for _ in range(max(target // 2, 5)))
@@ -137,7 +144,9 @@ def run_bare(kind: str, checkpoint: str, seq: int, batch: int, steps: int, four_
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0, target_modules=TARGETS,
                                                  task_type="CAUSAL_LM"))
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # the same work as the Trainer's step: fused AdamW (transformers' default) and clipping at 1.0
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=cuda)
     vocab = model.config.vocab_size
     times = []
     for _ in range(steps):
@@ -148,38 +157,76 @@ def run_bare(kind: str, checkpoint: str, seq: int, batch: int, steps: int, four_
         with torch.autocast(device, dtype=torch.bfloat16):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        loss.item()  # the app logs every step's loss
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    step = statistics.median(times[3:])
-    return {"tokens_per_s": batch * seq / step, "peak_gib": peak_memory_gib()}
+    return summarize(times, [batch * seq] * steps)
 
 
-def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, four_bit: bool, packing: bool,
+def summarize(times: list[float], tokens: list[int]) -> dict:
+    """Median and mean real tokens/s over steps 4..N, plus the per-step trace."""
+    rates = [n / t for n, t in zip(tokens[3:], times[3:])]
+    return {"tokens_per_s": statistics.median(rates) if rates else float("nan"),
+            "mean_tokens_per_s": sum(tokens[3:]) / sum(times[3:]) if rates else float("nan"),
+            "tokens_per_step": statistics.mean(tokens[3:]) if rates else float("nan"),
+            "peak_gib": peak_memory_gib(),
+            "step_ms": [round(t * 1000) for t in times], "step_tokens": tokens}
+
+
+def parse_contender(name: str) -> tuple[str, dict]:
+    """"app-var+padding_free=false+pad_to_multiple_of=64" -> ("app-var", {...})."""
+    import yaml
+
+    name = name.split("@")[0]  # "@flag" parts are bench switches (see run_app)
+    base, *pairs = name.split("+")
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return base, overrides
+
+
+def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, four_bit: bool, name: str,
             work: str) -> dict:
+    import shutil
+
     from qwen3arena.train.config import LoraTrainConfig
     from qwen3arena.train.sft import run
 
-    out = Path(work) / f"app-{Path(dataset).stem}-{int(packing)}-{int(four_bit)}"
-    config = LoraTrainConfig(name="bench", base_model=checkpoint, dataset=dataset, output_dir=str(out),
-                             max_steps=steps, per_device_train_batch_size=batch, max_length=seq,
-                             load_in_4bit=four_bit, answers_only=False, packing=packing, learning_rate=1e-4)
-    progress = out / "progress.jsonl"
-    import shutil
+    base, overrides = parse_contender(name)
+    flags = set(name.split("@")[1:])
+    if "nocudnn" in flags:  # SDPA without cuDNN attention (flash / memory-efficient kernels)
+        import torch
 
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    slug = "".join(c if c.isalnum() else "-" for c in name)
+    out = Path(work) / f"{slug}-{int(four_bit)}"
+    values = dict(name="bench", base_model=checkpoint, dataset=dataset, output_dir=str(out),
+                  max_steps=steps, per_device_train_batch_size=batch, max_length=seq,
+                  load_in_4bit=four_bit, answers_only=False, packing=base == "app-pack", learning_rate=1e-4)
+    values.update(overrides)
+    config = LoraTrainConfig(**values)
+    progress = out / "progress.jsonl"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     run(config, progress)
     events = [json.loads(line) for line in progress.read_text().splitlines()]
     steps_ev = [e for e in events if e["event"] == "step"]
-    rates = []
-    for prev, cur in zip(steps_ev, steps_ev[1:]):
-        if cur["step"] >= 4 and cur.get("step_tokens"):
-            rates.append(cur["step_tokens"] / (cur["time"] - prev["time"]))
-    peak = max((e.get("gpu_peak_gib") or 0) for e in steps_ev) or peak_memory_gib()
-    return {"tokens_per_s": statistics.median(rates) if rates else float("nan"), "peak_gib": peak}
+    start = next(e["time"] for e in events if e["event"] == "training")
+    times, tokens, previous = [], [], start
+    for event in steps_ev:
+        times.append(event["time"] - previous)
+        tokens.append(event.get("step_tokens") or 0)
+        previous = event["time"]
+    result = summarize(times, tokens)
+    peak = max((e.get("gpu_peak_gib") or 0) for e in steps_ev)
+    if peak:
+        result["peak_gib"] = peak
+    return result
 
 
 def child(args: argparse.Namespace) -> None:
@@ -187,7 +234,7 @@ def child(args: argparse.Namespace) -> None:
         result = run_bare(args.child, args.checkpoint, args.seq, args.batch, args.steps, args.four_bit)
     else:
         result = run_app(args.checkpoint, args.dataset, args.seq, args.batch, args.steps, args.four_bit,
-                         args.child == "app-pack", args.work)
+                         args.child, args.work)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -195,11 +242,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES, default="1.7b")
     parser.add_argument("--four-bit", action="store_true")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--seq", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", default="peft,unsloth,app,app-var,app-pack")
+    parser.add_argument("--only", default="peft,unsloth,app,app-var,app-pack",
+                        help="comma-separated contenders; NAME:STEPS sets a contender's own step count")
     parser.add_argument("--work", default=None)
+    parser.add_argument("--log", default=None, help="append every contender's full output to this file")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds: start no contender after this much time has passed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -207,31 +258,46 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    began = time.time()
     work = Path(args.work or tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = make_checkpoint(args.shape, work / f"model-{args.shape}")
-    fixed, variable, _ = make_datasets(checkpoint, args.seq, args.batch * (args.steps + 2), work)
+    contenders = [(n.rsplit(":", 1)[0], int(n.rsplit(":", 1)[1]) if ":" in n else args.steps)
+                  for n in args.only.split(",")]
+    most = max(steps for _, steps in contenders)
+    fixed, variable, _ = make_datasets(checkpoint, args.seq, args.batch * (most + 2), work)
     rows = []
-    for name in args.only.split(","):
-        dataset = {"app": fixed, "app-var": variable, "app-pack": variable}.get(name, fixed)
+    for name, steps in contenders:
+        if args.deadline and time.time() - began > args.deadline:
+            print(f"{name}: skipped (deadline)", file=sys.stderr, flush=True)
+            continue
+        base = name.split("@")[0].split("+")[0]
+        dataset = {"app-var": variable, "app-pack": variable}.get(base, fixed)
         command = [sys.executable, __file__, "--child", name, "--checkpoint", str(checkpoint),
                    "--dataset", str(dataset), "--seq", str(args.seq), "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--work", str(work)] + (["--four-bit"] if args.four_bit else [])
+                   "--steps", str(steps), "--work", str(work)] + (["--four-bit"] if args.four_bit else [])
         started = time.time()
         proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        took = time.time() - started
+        if args.log:
+            with open(args.log, "a") as f:
+                f.write(f"\n===== {args.shape} {'4-bit' if args.four_bit else 'bf16'} {name} "
+                        f"rc={proc.returncode} {took:.0f}s =====\n{proc.stdout}\n{proc.stderr}\n")
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             print(f"{name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}", file=sys.stderr)
             continue
         result = json.loads(line[7:])
-        rows.append((name, result, time.time() - started))
-        print(f"{name}: {result}", file=sys.stderr, flush=True)
+        rows.append((name, result, took))
+        print(f"{name} ({took:.0f}s): {json.dumps(result)}", file=sys.stderr, flush=True)
     base = next((r for n, r, _ in rows if n == "unsloth"), None)
     precision = "4-bit" if args.four_bit else "bf16"
-    print("\n| shape | path | tokens/s | vs raw Unsloth | peak memory (GiB; GPU allocated, or CPU RSS) |\n|---|---|---|---|---|")
+    print("\n| shape | path | tokens/s (median) | vs raw Unsloth | mean tokens/s | tokens/step "
+          "| peak memory (GiB; GPU allocated, or CPU RSS) |\n|---|---|---|---|---|---|---|")
     for name, result, _ in rows:
         ratio = f"{result['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "n/a"
-        print(f"| {args.shape} {precision} | {name} | {result['tokens_per_s']:,.0f} | {ratio} | {result['peak_gib']:.1f} |")
+        print(f"| {args.shape} {precision} | {name} | {result['tokens_per_s']:,.0f} | {ratio} "
+              f"| {result['mean_tokens_per_s']:,.0f} | {result['tokens_per_step']:,.0f} | {result['peak_gib']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ class LoraTrainConfig:
     answers_only: bool = True      # loss on the final assistant answer only
     packing: bool = False          # pack short conversations into full-length rows
     packing_strategy: str = "bfd"  # trl: "bfd" keeps conversations whole (padding-free rows)
-    padding_free: bool | None = None  # None: the app decides (docs/training.md, "Batching")
+    padding_free: bool | None = None  # None: padded on a GPU, Unsloth's choice on the CPU
     pad_to_multiple_of: int | None = None  # padded batches: bound the number of distinct shapes
+    cudnn_attention: bool = False  # GPU: let SDPA use cuDNN attention (off measured faster on H100)
     gradient_checkpointing: bool = True
     warmup_steps: int = 0
     seed: int = 3407

@@ -39,8 +39,14 @@ def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
         return {"packing": True, "packing_strategy": config.packing_strategy,
                 "pad_to_multiple_of": config.pad_to_multiple_of}
     args: dict[str, Any] = {"packing": False, "pad_to_multiple_of": config.pad_to_multiple_of}
-    if config.padding_free is not None:
-        args["padding_free"] = config.padding_free
+    padding_free = config.padding_free
+    if padding_free is None and cuda:
+        # Unsloth turns padding-free on by itself on an H100; its varlen batches skip the
+        # per-block compile and ran 0.78x of a bare Unsloth loop on fixed-length rows, against
+        # 1.03x padded (docs/benchmarks.md).
+        padding_free = False
+    if padding_free is not None:
+        args["padding_free"] = padding_free
     return args
 
 
@@ -69,6 +75,11 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
     import torch
 
     model, tokenizer = load_lora_model(config, emit)  # imports Unsloth first
+    if torch.cuda.is_available() and not config.cudnn_attention:
+        # cuDNN attention (SDPA's first choice on an H100 with torch 2.11) made Unsloth pad every
+        # attention call by one 128-token bucket; the flash kernel ran the same steps 1.17x faster
+        # (1.7B bf16, docs/benchmarks.md). This process only trains, so the switch stays here.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -163,6 +174,7 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
             include_num_input_tokens_seen="non_padding",
         ),
     )
+    _drop_full_attention_masks(trainer)
     if stop.requested:
         emit("stopped", step=0, saved=False)
         return {"steps": 0, "stopped": True, "saved": False}
@@ -179,3 +191,22 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
     summary = {k: v for k, v in metrics.items() if k != "losses"}
     emit("stopped" if stop.requested else "done", **summary)
     return metrics
+
+
+def _drop_full_attention_masks(trainer: Any) -> None:
+    """A padded batch whose rows are all the same length carries an all-ones attention mask; without
+    it the model runs plain causal attention (as a bare training loop does) instead of a masked
+    path. Checked on the host before the batch is moved to the device."""
+    collator = getattr(trainer, "data_collator", None)
+    original = getattr(collator, "torch_call", None)
+    if original is None:
+        return
+
+    def torch_call(examples):
+        batch = original(examples)
+        mask = batch.get("attention_mask")
+        if mask is not None and not mask.is_cuda and bool(mask.all()):
+            del batch["attention_mask"]
+        return batch
+
+    collator.torch_call = torch_call

@@ -102,7 +102,8 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
         with gr.Row():
             round_choice = gr.Dropdown(label="Round", elem_id="data-round-choice", allow_custom_value=True)
             round_method = gr.Radio([("SFT", "sft"), ("DPO", "dpo")], value="sft", label="Method")
-            train_btn = gr.Button("Train this round", variant="primary", elem_id="data-train")
+            train_btn = gr.Button("Train this round", variant="primary", elem_id="data-train",
+                                  visible=train is not None)  # no Train tab (no GPU on a Space): CLI only
             hf_repo = gr.Textbox(label="Hub dataset repo (optional)", placeholder="org/name")
             export_btn = gr.Button("Export as HF dataset")
         export_message = gr.Markdown()
