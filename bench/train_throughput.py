@@ -199,15 +199,14 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
 
     base, overrides = parse_contender(name)
     flags = set(name.split("@")[1:])
-    if "nocudnn" in flags:  # SDPA without cuDNN attention (flash / memory-efficient kernels)
-        import torch
-
-        torch.backends.cuda.enable_cudnn_sdp(False)
+    if "nocudnn" in flags:  # SDPA without cuDNN attention; the app's default since (cudnn_attention)
+        overrides.setdefault("cudnn_attention", False)
     slug = "".join(c if c.isalnum() else "-" for c in name)
     out = Path(work) / f"{slug}-{int(four_bit)}"
-    values = dict(name="bench", base_model=checkpoint, dataset=dataset, output_dir=str(out),
-                  max_steps=steps, per_device_train_batch_size=batch, max_length=seq,
-                  load_in_4bit=four_bit, answers_only=False, packing=base == "app-pack", learning_rate=1e-4)
+    values = {"name": "bench", "base_model": checkpoint, "dataset": dataset, "output_dir": str(out),
+              "max_steps": steps, "per_device_train_batch_size": batch, "max_length": seq,
+              "load_in_4bit": four_bit, "answers_only": False, "packing": base == "app-pack",
+              "learning_rate": 1e-4}
     values.update(overrides)
     config = LoraTrainConfig(**values)
     progress = out / "progress.jsonl"
