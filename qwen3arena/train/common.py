@@ -81,6 +81,11 @@ def load_lora_model(config: LoraTrainConfig, emit: Emit) -> tuple[Any, Any]:
     )
     if parent is not None:
         _load_parent_weights(model, Path(config.init_adapter))  # type: ignore[arg-type]
+    if torch.cuda.is_available() and not config.cudnn_attention:
+        # cuDNN attention (SDPA's first choice on an H100 with torch 2.11) made Unsloth pad every
+        # attention call by one 128-token bucket; the flash kernel ran the same steps 1.17x faster
+        # (1.7B bf16, docs/benchmarks.md). This process only trains, so the switch is process-wide.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     return model, tokenizer
 
 
@@ -110,6 +115,29 @@ def _load_parent_weights(model: Any, adapter_dir: Path) -> None:
     if unexpected:
         raise DatasetError(f"Parent adapter {adapter_dir} does not fit this base model "
                            f"({len(unexpected)} weights without a place, e.g. {unexpected[0]})")
+
+
+def trainer_args(config: LoraTrainConfig, out: Path) -> dict[str, Any]:
+    """The TrainingArguments every method shares (SFTConfig and DPOConfig take them all)."""
+    return dict(
+        output_dir=str(out / "trainer"),
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # a host sync per step; a NaN loss should show anyway
+        save_strategy="no",
+        report_to="wandb" if config.wandb else "none",
+        run_name=config.wandb_run_name or config.name,
+        seed=config.seed,
+        include_num_input_tokens_seen="non_padding",
+    )
 
 
 def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,

@@ -20,6 +20,7 @@ from qwen3arena.train.common import (
     prepare_environment,
     progress_callback,
     save_checkpoint,
+    trainer_args,
 )
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import load_preferences
@@ -52,23 +53,8 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
         train_dataset=Dataset.from_list(rows),
         callbacks=[progress_callback(config, emit, stop, DPO_METRICS)],
         args=DPOConfig(
-            output_dir=str(out / "trainer"),
+            **trainer_args(config, out),
             beta=config.beta,
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type=config.lr_scheduler_type,
-            num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps,
-            warmup_steps=config.warmup_steps,
-            weight_decay=config.weight_decay,
-            max_length=config.max_length,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="wandb" if config.wandb else "none",
-            run_name=config.wandb_run_name or config.name,
-            seed=config.seed,
-            include_num_input_tokens_seen="non_padding",
         ),
     )
     if stop.requested:

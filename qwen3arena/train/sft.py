@@ -8,27 +8,23 @@ finishes, the adapter trained so far is saved, and the run reports "stopped".
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from qwen3arena.train.common import load_lora_model
+from qwen3arena.train.common import (
+    Emit,
+    StopRequest,
+    event_writer,
+    load_lora_model,
+    prepare_environment,
+    progress_callback,
+    save_checkpoint,
+    trainer_args,
+)
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError, load_conversations, split_for_training
 
 __all__ = ["DatasetError", "batching_args", "run"]
-
-
-class _StopRequest:
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
 
 
 def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
@@ -52,71 +48,26 @@ def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
 
 def run(config: LoraTrainConfig, progress_path: Path) -> dict[str, Any]:
     """Trains, saves the adapter and its tokenizer, and returns the final metrics."""
-    stop = _StopRequest()
-    os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
-    if config.wandb:
-        os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
-        if not os.environ.get("WANDB_API_KEY"):
-            os.environ.setdefault("WANDB_MODE", "offline")
+    stop = StopRequest()
+    prepare_environment(config)
     rows = load_conversations(config.dataset)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(progress_path, "a", buffering=1) as events:
-
-        def emit(kind: str, **data: Any) -> None:
-            events.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
-
+    with event_writer(progress_path) as emit:
         emit("loading", base_model=config.base_model, rows=len(rows))
         return _train(config, rows, out, emit, stop)
 
 
-def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
-           emit: Callable[..., None], stop: _StopRequest) -> dict[str, Any]:
+def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit: Emit,
+           stop: StopRequest) -> dict[str, Any]:
     import torch
 
-    model, tokenizer = load_lora_model(config, emit)  # imports Unsloth first
-    if torch.cuda.is_available() and not config.cudnn_attention:
-        # cuDNN attention (SDPA's first choice on an H100 with torch 2.11) made Unsloth pad every
-        # attention call by one 128-token bucket; the flash kernel ran the same steps 1.17x faster
-        # (1.7B bf16, docs/benchmarks.md). This process only trains, so the switch stays here.
-        torch.backends.cuda.enable_cudnn_sdp(False)
+    model, tokenizer = load_lora_model(config, emit)  # imports Unsloth first; sets the attention kernels
     from datasets import Dataset
-    from transformers import Trainer, TrainerCallback
+    from transformers import Trainer
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(split_for_training(rows, config.answers_only))
-
-    class Progress(TrainerCallback):
-        def __init__(self) -> None:
-            self.start = time.time()
-            self.seen = 0
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start = time.time()
-            if config.wandb:
-                import wandb
-
-                if wandb.run is not None:
-                    offline = wandb.run.settings.mode == "offline" if hasattr(wandb.run, "settings") else False
-                    emit("wandb", url=None if offline else wandb.run.url, dir=wandb.run.dir, offline=offline)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop.requested:
-                control.should_training_stop = True
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
-                return
-            elapsed = time.time() - self.start
-            total = max(state.max_steps, 1)
-            remaining = elapsed / max(state.global_step, 1) * (total - state.global_step)
-            seen = state.num_input_tokens_seen or 0  # real (non-padding) tokens
-            step_tokens, self.seen = seen - self.seen, seen
-            emit("step", step=state.global_step, total=total, loss=float(logs["loss"]),
-                 lr=logs.get("learning_rate"), epoch=logs.get("epoch"), elapsed_s=elapsed,
-                 remaining_s=remaining, tokens_per_s=seen / elapsed if elapsed > 0 else None,
-                 step_tokens=step_tokens,
-                 gpu_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None)
 
     class LeanSFTTrainer(SFTTrainer):
         """trl computes its loss through its own fused LM head plus entropy and token-accuracy
@@ -152,26 +103,10 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
         model=model,
         processing_class=tokenizer,
         train_dataset=dataset,
-        callbacks=[Progress()],
+        callbacks=[progress_callback(config, emit, stop)],
         args=SFTConfig(
-            output_dir=str(out / "trainer"),
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type=config.lr_scheduler_type,
-            num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps,
-            warmup_steps=config.warmup_steps,
-            weight_decay=config.weight_decay,
-            max_length=config.max_length,
+            **trainer_args(config, out),
             **batching_args(config, torch.cuda.is_available()),
-            logging_steps=1,
-            logging_nan_inf_filter=False,  # a host sync per step; a NaN loss should show anyway
-            save_strategy="no",
-            report_to="wandb" if config.wandb else "none",
-            run_name=config.wandb_run_name or config.name,
-            seed=config.seed,
-            include_num_input_tokens_seen="non_padding",
         ),
     )
     _drop_full_attention_masks(trainer)
@@ -180,17 +115,7 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path,
         return {"steps": 0, "stopped": True, "saved": False}
     emit("training", total=trainer.state.max_steps or None)
     result = trainer.train()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    config.to_yaml(out / "train_config.yaml")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
-               "stopped": stop.requested, "saved": True, "final_loss": losses[-1] if losses else None,
-               "losses": losses}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    summary = {k: v for k, v in metrics.items() if k != "losses"}
-    emit("stopped" if stop.requested else "done", **summary)
-    return metrics
+    return save_checkpoint(model, tokenizer, config, out, trainer, result, stop, emit)
 
 
 def _drop_full_attention_masks(trainer: Any) -> None:
