@@ -169,7 +169,7 @@ def _remote(command: str, args: argparse.Namespace) -> int:
     if command == "harvest":
         rules, filters = _rules_and_filters(args)
         if args.dry_run:
-            message, _ = client.predict(*_rule_values(rules), *_filter_values(filters), api_name="/round_preview")
+            message, *_ = client.predict(*_rule_values(rules), *_filter_values(filters), api_name="/round_preview")
         else:
             message, *_ = client.predict(args.parent or "", *_rule_values(rules), *_filter_values(filters),
                                          api_name="/round_build")

@@ -160,6 +160,21 @@ def test_the_data_tab(browser, app_url, runtime):
     assert "excluded: excluded by hand" in message
     page.locator("#data-lineage-plot img, #data-lineage-plot svg, #data-lineage-plot canvas").first.wait_for(
         timeout=30_000)
-    page.screenshot(path=str(runtime.settings.home / "data-tab.png"), full_page=True)
     runtime.harvester.include(battle)
+    # build the next round, then "Train this round" fills the Train tab
+    number = runtime.harvester.next_round()
+    page.locator("#data-build").click()
+    page.wait_for_function(
+        "n => (document.querySelector('#data-round-message')?.innerText || '').includes(`Round ${n} built`)",
+        arg=number, timeout=60_000)
+    record = runtime.harvester.get_round(number)
+    page.locator("#data-train").click()
+    name = page.locator("#train-name textarea, #train-name input").first
+    name.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function(
+        "n => (document.querySelector('#train-name textarea, #train-name input')?.value || '') === n",
+        arg=f"round{number}-sft", timeout=30_000)
+    assert page.locator("#train-dataset input").first.input_value() == str(record.sft_path)
+    assert "filled in" in page.locator("#train-message").inner_text()
+    page.screenshot(path=str(runtime.settings.home / "data-tab.png"), full_page=True)
     page.close()

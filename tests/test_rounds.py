@@ -31,36 +31,41 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
     for i, prompt in enumerate(PROMPTS[:8]):
         assert "was" in play(client, prompt, "model_a" if i % 2 else "model_b")
 
-    # harvest through the API the Data tab uses
+    # harvest through the API the Data tab uses (other tests may have built rounds before)
+    n = runtime.harvester.next_round()
     message, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "",
                                  api_name="/round_build")
-    assert message.startswith("✅ Round 1 built"), message
-    record = runtime.harvester.get_round(1)
+    assert message.startswith(f"✅ Round {n} built"), message
+    record = runtime.harvester.get_round(n)
     assert set(record.vote_ids) <= {v.vote_id for v in runtime.store.list_votes()}
     sft_rows = [json.loads(line) for line in record.sft_path.read_text().splitlines()]
     pairs = [json.loads(line) for line in record.preference_path.read_text().splitlines()]
     assert len(sft_rows) >= 4 and len(pairs) >= 2, record.counts
     # building again with no new vote is refused and writes nothing
     again, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "", api_name="/round_build")
-    assert "Nothing new since round 1" in again
-    assert [r.round for r in runtime.harvester.rounds()] == [1]
+    assert f"Nothing new since round {n}" in again
+    assert [r.round for r in runtime.harvester.rounds()][-1] == n
+    preview = subprocess.run([sys.executable, "-m", "qwen3arena", "harvest", "--dry-run", "--app", app_url],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
+                             cwd=REPO)
+    assert preview.returncode == 0 and f"Round {n + 1} would hold" in preview.stdout, preview.stdout + preview.stderr
 
-    # train round 1 from the command line, through the running app
+    # train the round from the command line, through the running app
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cli = subprocess.run([sys.executable, "-m", "qwen3arena", "train-round", "1", "--app", app_url,
+    cli = subprocess.run([sys.executable, "-m", "qwen3arena", "train-round", str(n), "--app", app_url,
                           "--max-steps", "15", "--learning-rate", "0.0005"],
                          capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
     assert cli.returncode == 0, cli.stdout + cli.stderr
-    assert "step 15/15" in cli.stdout and "round1-sft: succeeded" in cli.stdout
-    model = runtime.store.get_model("round1-sft")
-    assert model.metadata["round"] == 1 and model.metadata["method"] == "sft"
+    assert "step 15/15" in cli.stdout and f"round{n}-sft: succeeded" in cli.stdout
+    model = runtime.store.get_model(f"round{n}-sft")
+    assert model.metadata["round"] == n and model.metadata["method"] == "sft"
     assert model.metadata["dataset"] == str(record.sft_path)
-    assert "round1-sft" in runtime.pool.names()  # published without a restart
+    assert f"round{n}-sft" in runtime.pool.names()  # published: loaded into the running server
 
     # the new checkpoint is drawn into battles (it has the new-model boost) and gets votes
     drawn = 0
     for i in range(30):
-        if "round1-sft" in play(client, PROMPTS[i % len(PROMPTS)], "model_a"):
+        if f"round{n}-sft" in play(client, PROMPTS[i % len(PROMPTS)], "model_a"):
             drawn += 1
             if drawn == 3:
                 break
@@ -69,23 +74,23 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
     from qwen3arena.scoreboard import build_scoreboard
 
     board = build_scoreboard(runtime.store)
-    row = board.table[board.table["model"] == "round1-sft"]
+    row = board.table[board.table["model"] == f"round{n}-sft"]
     assert len(row) == 1 and int(row["votes"].iloc[0]) >= 3
-    entry = next(e for e in lineage(runtime.store) if e.checkpoint == "round1-sft")
-    assert entry.round == 1 and entry.method == "sft" and entry.rating is not None and entry.votes >= 3
+    entry = next(e for e in lineage(runtime.store) if e.checkpoint == f"round{n}-sft")
+    assert entry.round == n and entry.method == "sft" and entry.rating is not None and entry.votes >= 3
 
     # DPO on the round's pairs, going on from the SFT checkpoint
-    config = runtime.round_run_config(1, "dpo", parent="round1-sft", max_steps=6)
+    config = runtime.round_run_config(n, "dpo", parent=f"round{n}-sft", max_steps=6)
     assert config.init_adapter == model.path and config.dataset == str(record.preference_path)
     run = runtime.runner.submit(config, join_arena=False)
     finished = runtime.runner.wait(run.run_id, timeout=900)
     assert finished.status == "succeeded", finished.error
     steps = runtime.runner.progress(run.run_id).steps
     assert len(steps) == 6 and "rewards_margins" in steps[-1]
-    dpo = runtime.store.get_model("round1-dpo")
-    assert dpo.metadata["parent"] == "round1-sft" and dpo.metadata["method"] == "dpo"
-    assert "round1-dpo" not in runtime.pool.names() and (Path(dpo.path) / "adapter_model.safetensors").exists()
-    runtime.remove_adapter("round1-sft")  # leave the arena as the other tests expect it
+    dpo = runtime.store.get_model(f"round{n}-dpo")
+    assert dpo.metadata["parent"] == f"round{n}-sft" and dpo.metadata["method"] == "dpo"
+    assert f"round{n}-dpo" not in runtime.pool.names() and (Path(dpo.path) / "adapter_model.safetensors").exists()
+    runtime.remove_adapter(f"round{n}-sft")  # leave the arena as the other tests expect it
 
 
 def test_command_line_on_a_data_directory(tmp_path, embedded_models):
