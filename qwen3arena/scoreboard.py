@@ -30,6 +30,8 @@ class BoardFilters:
     voter: str | None = None
     since: date | None = None
     until: date | None = None
+    campaign: str | None = None                 # a labelling campaign's votes only
+    battle_ids: frozenset[str] | None = None    # only these battles (e.g. one prompt category)
     bootstrap_rounds: int = 200
 
 
@@ -53,6 +55,9 @@ def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
     if filters.since:
         where.append("created_at >= ?")
         params.append(datetime.combine(filters.since, datetime.min.time(), timezone.utc))
+    if filters.campaign:
+        where.append("campaign_id = ?")
+        params.append(filters.campaign)
     if filters.until:
         where.append("created_at < ?")
         params.append(datetime.combine(filters.until + timedelta(days=1), datetime.min.time(), timezone.utc))
@@ -60,8 +65,11 @@ def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
     if where:
         sql += " WHERE " + " AND ".join(where)
     rows = store.execute(sql + " ORDER BY created_at", params)
-    return pd.DataFrame(rows, columns=["battle_id", "model_a", "model_b", "outcome", "identity_leak",
-                                       "voter", "created_at"])
+    frame = pd.DataFrame(rows, columns=["battle_id", "model_a", "model_b", "outcome", "identity_leak",
+                                        "voter", "created_at"])
+    if filters.battle_ids is not None:
+        frame = frame[frame["battle_id"].isin(filters.battle_ids)]
+    return frame
 
 
 def agreement(human: pd.DataFrame, judged: Iterable[Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _store_with_votes(tmp_path, n=300) -> Store:
     for i in range(n):
         a, b = rng.sample(sorted(strength), 2)
         store.save_battle(BattleRecord(f"b{i}", f"anon:{i % 3}", a, b, status="ready", turns=1,
-                                       identity_leak=(i % 50 == 0)))
+                                       identity_leak=(i % 50 == 0), campaign_id="c1" if i < 40 else None))
         p = strength[a] / (strength[a] + strength[b])
         outcome = rng.choices(["model_a", "model_b", "tie"], [p * 0.9, (1 - p) * 0.9, 0.1])[0]
         store.record_vote(f"b{i}", outcome, f"anon:{i % 3}")
@@ -69,6 +69,10 @@ def test_the_board_orders_models_and_applies_filters(tmp_path):
     assert build_scoreboard(store, BoardFilters(min_votes=10_000)).table.empty
     no_ties = build_scoreboard(store, BoardFilters(include_ties=False))
     assert no_ties.n_votes < board.n_votes
+    campaign = build_scoreboard(store, BoardFilters(campaign="c1", exclude_identity_leaks=False))
+    assert campaign.n_votes == 40
+    some = build_scoreboard(store, BoardFilters(battle_ids=frozenset({"b1", "b2", "b3"}), exclude_identity_leaks=False))
+    assert some.n_votes == 3 and set(some.table["votes"]) <= {1, 2, 3}
 
 
 def test_an_empty_store_gives_an_empty_board_with_a_hint(tmp_path):
@@ -110,11 +114,17 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     list(runtime.arena.play_turn(battle, "How should I store eggs?"))
     runtime.arena.vote(battle, "tie", "anon:api-board")
     client = Client(app_url, verbose=False)
-    result = client.predict(0, True, True, True, "", "", "", api_name="/scoreboard")
+    result = client.predict(0, True, True, True, "", "", "", "", "", api_name="/scoreboard")
     table = result[1]
     models = [row[1] for row in table["data"]]
     assert {"tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty"} & set(models)
     with open(result[2]) as f:
         assert f.readline().startswith("rank,model,rating")
-    bad = client.predict(0, True, True, True, "", "last tuesday", "", api_name="/scoreboard")
+    storage = client.predict(0, True, True, True, "", "", "", "storage", "", api_name="/scoreboard")
+    from qwen3arena.harvest import BattleFilters as HarvestFilters
+
+    rows = runtime.harvester.browse(HarvestFilters(category="storage"))  # the eggs battle among them
+    expected = sum(1 for r in rows if not r.battle.identity_leak)
+    assert expected >= 1 and storage[0].startswith(f"{expected} votes rated"), storage[0]
+    bad = client.predict(0, True, True, True, "", "last tuesday", "", "", "", api_name="/scoreboard")
     assert "Dates must look like" in json.dumps(bad)

@@ -119,6 +119,10 @@ class Harvester:
         rows = [row for row in self._rows() if _matches(row, filters)]
         return rows[-limit:] if limit else rows
 
+    def battle_ids(self, filters: BattleFilters) -> frozenset[str]:
+        """The voted battles the filters keep (the Scoreboard narrows its votes to them)."""
+        return frozenset(row.battle.battle_id for row in self.browse(filters))
+
     def battle(self, battle_id: str) -> BattleRow | None:
         for row in self._rows(battle_id):
             return row

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qwen3arena.config import REPO_ROOT  # noqa: E402
+from qwen3arena.harvest import BattleFilters as HarvestFilters  # noqa: E402
 from qwen3arena.judge import JudgeError  # noqa: E402
 from qwen3arena.judge.runs import judge_prompt_set, judge_voted_battles  # noqa: E402
 from qwen3arena.runtime import Runtime  # noqa: E402
@@ -96,6 +97,8 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             voter = gr.Textbox(label="Voter (empty: all)")
             since = gr.Textbox(label="From (YYYY-MM-DD)")
             until = gr.Textbox(label="To (YYYY-MM-DD)")
+            category = gr.Dropdown(label="Prompt category", allow_custom_value=True, elem_id="board-category")
+            campaign = gr.Dropdown(label="Campaign", allow_custom_value=True, elem_id="board-campaign")
             refresh = gr.Button("Refresh", variant="primary", elem_id="board-refresh")
             auto = gr.Checkbox(True, label="Refresh every 30 s")
         notes = gr.Markdown(elem_id="board-notes")
@@ -127,12 +130,16 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
         board_timer = gr.Timer(30.0, active=False)
         job_id = gr.State(None)
 
-        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v) -> tuple:
+        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v, category_v, campaign_v) -> tuple:
+            battle_ids = None
+            if category_v and runtime.harvester is not None:
+                battle_ids = runtime.harvester.battle_ids(HarvestFilters(category=category_v))
             try:
                 filters = BoardFilters(min_votes=int(min_v or 0), include_ties=bool(ties_v),
                                        both_bad_as_tie=bool(bad_v), exclude_identity_leaks=bool(leaks_v),
                                        voter=(voter_v or "").strip() or None,
-                                       since=_date(since_v), until=_date(until_v))
+                                       since=_date(since_v), until=_date(until_v),
+                                       campaign=campaign_v or None, battle_ids=battle_ids)
             except ValueError:
                 return ("⚠️ Dates must look like 2026-11-27.", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
@@ -158,7 +165,12 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
                     "never counted as ties; replies are cached, so nothing is paid for twice.")
             pick = gr.update(choices=names, value=names[0] if names else None)
             base = gr.update(choices=names, value=names[-1] if names else None)
-            return info, pick, base, gr.update(choices=names, value=names[0] if names else None)
+            categories = runtime.harvester.category_names() if runtime.harvester is not None else []
+            campaigns = [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()] \
+                if runtime.campaigns is not None else []
+            return (info, pick, base, gr.update(choices=names, value=names[0] if names else None),
+                    gr.update(choices=[("", ""), *((c, c) for c in categories)]),
+                    gr.update(choices=[("", ""), *campaigns]))
 
         def run_judge_battles():
             line = ""
@@ -210,14 +222,15 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             active = snapshot.status in ("queued", "running")
             return text, runtime.evals.log_tail(job), gr.Timer(active=active)
 
-        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until]
+        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until, category, campaign]
         outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
         refresh.click(load, filters, outputs, api_name="scoreboard")
         tab.select(load, filters, outputs, api_visibility="private")
         tab.select(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
         auto.change(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
         board_timer.tick(load, filters, outputs, api_visibility="private", show_progress="hidden")
-        tab.select(on_open, None, [judge_info, candidate, baseline, eval_model], api_visibility="private")
+        tab.select(on_open, None, [judge_info, candidate, baseline, eval_model, category, campaign],
+                   api_visibility="private")
         judge_battles_btn.click(run_judge_battles, None, judge_log, api_name="judge_battles")
         judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_name="judge_prompt_set")
         eval_btn.click(start_eval, [eval_model, eval_limit], [job_id, eval_status, eval_timer], api_name="run_benchmarks")
