@@ -113,6 +113,9 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     battle = runtime.arena.start_battle("anon:api-board")
     list(runtime.arena.play_turn(battle, "How should I store eggs?"))
     runtime.arena.vote(battle, "tie", "anon:api-board")
+    other = runtime.arena.start_battle("anon:api-board")
+    list(runtime.arena.play_turn(other, "Can I freeze apples?"))  # category "freezer"
+    runtime.arena.vote(other, "model_a", "anon:api-board")
     client = Client(app_url, verbose=False)
     result = client.predict(0, True, True, True, "", "", "", "", "", api_name="/scoreboard")
     table = result[1]
@@ -126,5 +129,6 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     rows = runtime.harvester.browse(HarvestFilters(category="storage"))  # the eggs battle among them
     expected = sum(1 for r in rows if not r.battle.identity_leak)
     assert expected >= 1 and storage[0].startswith(f"{expected} votes rated"), storage[0]
+    assert int(result[0].split()[0]) > expected  # the freezer vote counts only without the filter
     bad = client.predict(0, True, True, True, "", "last tuesday", "", "", "", api_name="/scoreboard")
     assert "Dates must look like" in json.dumps(bad)
