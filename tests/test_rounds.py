@@ -131,6 +131,11 @@ def test_command_line_on_a_data_directory(tmp_path, embedded_models):
     assert unknown.returncode == 2 and "not a registered LoRA checkpoint" in unknown.stderr
     no_round = cli("train-round", "7")
     assert no_round.returncode == 2 and "There is no round 7" in no_round.stderr
+    # "ckpt" is registered but its directory holds no adapter: refused before anything starts,
+    # and the round stays to be trained again
+    bad_parent = cli("train-round", "1", "--parent", "ckpt")
+    assert bad_parent.returncode == 2 and "no adapter there" in bad_parent.stderr, bad_parent.stderr
+    assert "round 1" in cli("rounds").stdout
     store = Store(home / "qwen3arena.duckdb")
     assert store.get_model("ckpt").metadata["arena"] is True
     store.close()
