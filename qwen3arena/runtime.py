@@ -192,13 +192,8 @@ class Runtime:
             raise HarvestError("Harvesting is not set up in this app.")
         record = self.harvester.get_round(number)
         parent = parent if parent is not None else record.parent
-        init_adapter = None
-        if parent:
-            model = self.store.get_model(parent)
-            if model is None:
-                raise HarvestError(f"Parent checkpoint {parent!r} is not registered.")
-            if model.kind == "adapter" and model.path:
-                init_adapter = model.path
+        if parent and self.store.get_model(parent) is None:
+            raise HarvestError(f"Parent checkpoint {parent!r} is not registered.")
         data = record.preference_path if method == "dpo" else record.sft_path
         if not data.exists() or not data.read_text().strip():
             kind = "preference pairs" if method == "dpo" else "SFT rows"
@@ -206,11 +201,17 @@ class Runtime:
         base = overrides.pop("base_model", None) or self.base_path
         if not base:
             raise HarvestError("The base model is not ready yet; wait until the models have started.")
-        defaults = {"learning_rate": 5e-5, "beta": 0.1} if method == "dpo" else {}
+        defaults = {"learning_rate": 5e-5} if method == "dpo" else {}
         return LoraTrainConfig(
             name=name or f"round{number}-{method}", base_model=base, dataset=str(data), output_dir="",
-            method=method, parent=parent or None, round=number, init_adapter=init_adapter,
+            method=method, parent=parent or None, round=number, init_adapter=self.adapter_path(parent),
             **{**defaults, **overrides})
+
+    def adapter_path(self, name: str | None) -> str | None:
+        """The adapter directory of a registered LoRA checkpoint (a run's parent), or None for
+        the base model and endpoints: a run then starts from a fresh LoRA."""
+        record = self.store.get_model(name) if name else None
+        return record.path if record is not None and record.kind == "adapter" and record.path else None
 
     def shutdown(self) -> None:
         if self.runner is not None:

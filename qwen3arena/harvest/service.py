@@ -116,17 +116,21 @@ class Harvester:
 
     def browse(self, filters: BattleFilters = BattleFilters(), limit: int | None = None) -> list[BattleRow]:
         """Voted battles, oldest first, narrowed by the filters."""
-        rows = [row for row in self._rows() if _matches(row, filters)]
+        rows = [row for row in self._rows(with_judge=True) if _matches(row, filters)]
         return rows[-limit:] if limit else rows
 
     def battle_ids(self, filters: BattleFilters) -> frozenset[str]:
         """The voted battles the filters keep (the Scoreboard narrows its votes to them)."""
-        return frozenset(row.battle.battle_id for row in self.browse(filters))
+        rows = self._rows(with_judge=filters.judge != "any")  # the judge's table only when filtered on
+        return frozenset(row.battle.battle_id for row in rows if _matches(row, filters))
 
     def battle(self, battle_id: str) -> BattleRow | None:
-        for row in self._rows(battle_id):
+        for row in self._rows(with_judge=True, battle_id=battle_id):
             return row
         return None
+
+    def voters(self) -> list[str]:
+        return [voter for (voter,) in self.store.execute("SELECT DISTINCT voter FROM votes ORDER BY voter")]
 
     def category_names(self) -> list[str]:
         return sorted({*self.categories.values(), UNCATEGORIZED})
@@ -143,9 +147,9 @@ class Harvester:
     def include(self, battle_id: str) -> None:
         self.store.execute("DELETE FROM harvest_exclusions WHERE battle_id = ?", [battle_id])
 
-    def _rows(self, battle_id: str | None = None) -> list[BattleRow]:
+    def _rows(self, with_judge: bool, battle_id: str | None = None) -> list[BattleRow]:
         judged = {j.battle_id: j.outcome for j in JudgeStore(self.store).list_judgements()
-                  if j.battle_id and j.outcome is not None}
+                  if j.battle_id and j.outcome is not None} if with_judge else {}
         rows = self.store.execute(
             "SELECT v.vote_id, v.battle_id, v.outcome, v.model_a, v.model_b, v.voter, v.created_at, "
             "v.identity_leak, b.status, b.conversation_a, b.conversation_b, b.metrics_a, b.metrics_b, "
@@ -281,9 +285,10 @@ class Harvester:
     def export_hf(self, number: int, out_dir: Path, repo_id: str | None = None,
                   token: str | None = None) -> str:
         """The round as a Hugging Face DatasetDict on disk (sft and preference configs), pushed to
-        the Hub when a repo id and a token are given and the Hub is reachable."""
+        the Hub when a repo id and a token (default: HF_TOKEN) are given and the Hub is reachable."""
         from datasets import Dataset
 
+        token = token if token is not None else os.environ.get("HF_TOKEN")
         record = self.get_round(number)
         out_dir = Path(out_dir)
         written = []

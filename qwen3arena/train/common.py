@@ -7,12 +7,13 @@ transformers and peft) before anything else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError
@@ -39,18 +40,14 @@ def prepare_environment(config: LoraTrainConfig) -> None:
             os.environ.setdefault("WANDB_MODE", "offline")
 
 
-def event_writer(progress_path: Path):
-    """A context manager yielding emit(kind, **data): one JSON line per event, line-buffered."""
-    import contextlib
+@contextlib.contextmanager
+def event_writer(progress_path: Path) -> Iterator[Emit]:
+    """emit(kind, **data): one JSON line per event, line-buffered so the app sees it at once."""
+    with open(progress_path, "a", buffering=1) as events:
+        def emit(kind: str, **data: Any) -> None:
+            events.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
 
-    @contextlib.contextmanager
-    def writer():
-        with open(progress_path, "a", buffering=1) as events:
-            def emit(kind: str, **data: Any) -> None:
-                events.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
-            yield emit
-
-    return writer()
+        yield emit
 
 
 def load_lora_model(config: LoraTrainConfig, emit: Emit) -> tuple[Any, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,7 +53,24 @@ def _enough(rows: list[dict[str, Any]], path: Path, min_rows: int, unit: str) ->
     return rows
 
 
-def _read(path: Path) -> Iterable[tuple[int, Any]]:
+@dataclass(frozen=True)
+class _Table:
+    """What a CSV/Parquet file must hold: one of the column sets; `lists`: the columns whose
+    cells are message lists (JSON text in CSV, arrays in Parquet)."""
+
+    columns: tuple[frozenset[str], ...]
+    lists: frozenset[str]
+    wanted: str
+
+
+CONVERSATIONS = _Table((frozenset({"messages"}), frozenset({"prompt", "completion"})), frozenset({"messages"}),
+                       "a 'messages' column or 'prompt' and 'completion' columns")
+PAIRS = _Table((frozenset({"prompt", "chosen", "rejected"}),), frozenset({"prompt", "chosen", "rejected"}),
+               "'prompt', 'chosen' and 'rejected' columns (preference data)")
+
+
+def _read(path: Path, table: _Table = CONVERSATIONS) -> Iterable[tuple[int, Any]]:
+    """(row number, row) from any supported file; tables are checked against `table`."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         with open(path, encoding="utf-8") as f:
@@ -78,20 +96,20 @@ def _read(path: Path) -> Iterable[tuple[int, Any]]:
         frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # pandas raises many types for unreadable files
         raise DatasetError(f"{path.name}: cannot be read as {suffix[1:].upper()} ({exc})") from exc
-    columns = set(frame.columns)
-    if not ({"messages"} <= columns or {"prompt", "completion"} <= columns):
-        raise DatasetError(f"{path.name}: expected a 'messages' column or 'prompt' and 'completion' "
-                           f"columns; found {sorted(map(str, columns))}")
+    found = set(map(str, frame.columns))
+    if not any(needed <= found for needed in table.columns):
+        raise DatasetError(f"{path.name}: expected {table.wanted}; found {sorted(found)}")
     for number, record in enumerate(frame.to_dict(orient="records"), start=2 if suffix == ".csv" else 1):
-        if isinstance(record.get("messages"), str):
-            try:
-                record["messages"] = json.loads(record["messages"])
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path.name}: row {number}: 'messages' is not valid JSON ({exc.msg})") from exc
-        elif hasattr(record.get("messages"), "tolist"):
-            record["messages"] = [dict(m) for m in record["messages"].tolist()]
+        for key in table.lists & set(record):
+            value = record[key]
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                try:
+                    record[key] = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path.name}: row {number}: '{key}' is not valid JSON ({exc.msg})") from exc
+            elif hasattr(value, "tolist"):
+                record[key] = [dict(m) for m in value.tolist()]
         yield number, record
-
 
 def _check_row(row: Any, number: int, name: str) -> dict[str, Any]:
     where = f"{name}: row {number}"
@@ -154,36 +172,8 @@ def load_preferences(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[st
     """Reads and checks preference pairs (trl's format, for DPO); returns conversational rows
     {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}."""
     path = _existing(path)
-    return _enough([_check_pair(row, number, path.name) for number, row in _read_pairs(path)], path, min_rows,
+    return _enough([_check_pair(row, number, path.name) for number, row in _read(path, PAIRS)], path, min_rows,
                    "pair(s)")
-
-
-def _read_pairs(path: Path) -> Iterable[tuple[int, Any]]:
-    if path.suffix.lower() in (".jsonl", ".json"):
-        yield from _read(path)
-        return
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise DatasetError(f"{path.name}: cannot be read ({exc})") from exc
-    missing = {"prompt", "chosen", "rejected"} - set(frame.columns)
-    if missing:
-        raise DatasetError(f"{path.name}: preference data needs 'prompt', 'chosen' and 'rejected' columns; "
-                           f"missing {sorted(missing)}")
-    start = 2 if path.suffix.lower() == ".csv" else 1
-    for number, record in enumerate(frame.to_dict(orient="records"), start=start):
-        for key in ("prompt", "chosen", "rejected"):
-            value = record[key]
-            if isinstance(value, str) and value.lstrip().startswith("["):
-                try:
-                    record[key] = json.loads(value)
-                except json.JSONDecodeError:
-                    pass
-            elif hasattr(value, "tolist"):
-                record[key] = [dict(m) for m in value.tolist()]
-        yield number, record
 
 
 def _check_pair(row: Any, number: int, name: str) -> dict[str, Any]:

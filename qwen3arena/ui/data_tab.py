@@ -201,18 +201,16 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
         def export(number, repo_v) -> str:
             if not number:
                 return "⚠️ Choose a round."
-            import os
-
             out = runtime.settings.home / "exports" / f"round-{int(number):03d}-hf"
             try:
-                return "✅ " + harvester.export_hf(int(number), out, repo_id=repo_v or None,
-                                                   token=os.environ.get("HF_TOKEN"))
+                message = harvester.export_hf(int(number), out, repo_id=repo_v or None)
+                return ("⚠️ " if "failed" in message else "✅ ") + message
             except HarvestError as exc:
                 return f"⚠️ {exc}"
 
         def on_open(*filter_values) -> tuple:
             names = [m.name for m in runtime.store.list_models()]
-            voters = sorted({r.battle.voter for r in harvester.browse()})
+            voters = harvester.voters()
             adapters = ["", *(m.name for m in runtime.store.list_models() if m.kind == "adapter")]
             shipped = ["", *(str(p) for p in sorted(SHIPPED_DATA.glob("*.jsonl")))]
             campaigns = [("", "")] + [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()] \

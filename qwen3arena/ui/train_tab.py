@@ -171,12 +171,8 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 load_in_4bit=bool(four_v), wandb=bool(wandb_v), wandb_project=project_v or "qwen3arena",
                 wandb_run_name=wandb_run_v or None, method=method_v or "sft", beta=float(beta_v or 0.1),
                 parent=parent_v or None, round=int(round_v) if round_v and int(round_v) > 0 else None,
-                init_adapter=_adapter_path(parent_v),
+                init_adapter=runtime.adapter_path(parent_v),
             )
-
-        def _adapter_path(parent_v: str | None) -> str | None:
-            record = runtime.store.get_model(parent_v) if parent_v else None
-            return record.path if record is not None and record.kind == "adapter" else None
 
         form_inputs = [name, base, dataset, rank, alpha, dropout, targets, lr, epochs, max_steps, batch, accum,
                        max_length, seed, answers_only, packing, four_bit, use_wandb, wandb_project, wandb_run,
