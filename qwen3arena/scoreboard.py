@@ -15,7 +15,7 @@ import pandas as pd
 
 from qwen3arena.evals.store import latest_primary_scores
 from qwen3arena.judge import JudgeStore
-from qwen3arena.ratings import battle_count_matrix, online_elo, rate, votes_to_arrays, win_rate_matrix
+from qwen3arena.ratings import battle_count_matrix, cohen_kappa, online_elo, rate, votes_to_arrays, win_rate_matrix
 from qwen3arena.store import Store
 
 TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "elo", "judge rating", "judge pairs"]
@@ -89,14 +89,11 @@ def agreement(human: pd.DataFrame, judged: Iterable[Any]) -> dict[str, Any]:
 
 
 def _kappa(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
+    """Percent agreement and Cohen's kappa of (human, judge) outcome pairs."""
     if not pairs:
         return {"agreement": None, "kappa": None}
-    labels = ["model_a", "model_b", "tie"]
-    observed = sum(h == j for h, j in pairs) / len(pairs)
-    expected = sum((sum(h == lab for h, _ in pairs) / len(pairs)) * (sum(j == lab for _, j in pairs) / len(pairs))
-                   for lab in labels)
-    kappa = None if expected >= 1 else (observed - expected) / (1 - expected)
-    return {"agreement": observed, "kappa": kappa}
+    human, judge = zip(*pairs)
+    return {"agreement": sum(h == j for h, j in pairs) / len(pairs), "kappa": cohen_kappa(human, judge)}
 
 
 def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Scoreboard:

@@ -1,6 +1,6 @@
 """Labelling campaigns: prompt sets, atomic assignment, progress, inter-labeller agreement."""
 
-from qwen3arena.campaigns.agreement import AgreementReport, agreement, cohen_kappa, fleiss_kappa, percent_agreement
+from qwen3arena.ratings.agreement import AgreementReport, agreement, cohen_kappa, fleiss_kappa, percent_agreement
 from qwen3arena.campaigns.prompts import (
     CampaignPrompt,
     PromptFileError,

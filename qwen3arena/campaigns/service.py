@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, Iterator
 
 from qwen3arena.arena import Arena, ArenaError, TurnView
-from qwen3arena.campaigns.agreement import AgreementReport, agreement
+from qwen3arena.ratings.agreement import AgreementReport, agreement
 from qwen3arena.campaigns.prompts import CampaignPrompt
 from qwen3arena.config import CampaignSettings
 from qwen3arena.store import OUTCOMES, Outcome, Store, VoteRejected, utcnow

@@ -5,6 +5,7 @@ Typical use:  ``rate(store.list_votes()).to_frame()``  (identity-leak votes excl
 half a win, both_bad a tie, mean rating 1000; see ``bradley_terry`` for the details).
 """
 
+from qwen3arena.ratings.agreement import cohen_kappa, fleiss_kappa, percent_agreement
 from qwen3arena.ratings.bradley_terry import (
     DEFAULT_L2,
     ModelRating,
@@ -28,7 +29,8 @@ from qwen3arena.ratings.matrices import (
 
 __all__ = [
     "DEFAULT_L2", "OUTCOMES", "ModelRating", "RatingTable", "VoteArrays",
-    "battle_count_matrix", "bootstrap_bradley_terry", "filter_votes", "fit_bradley_terry",
+    "battle_count_matrix", "bootstrap_bradley_terry", "cohen_kappa", "filter_votes", "fit_bradley_terry",
+    "fleiss_kappa", "percent_agreement",
     "online_elo", "pair_outcome_counts", "rank_from_intervals", "rate", "rating_table",
     "votes_to_arrays", "win_rate_matrix",
 ]

@@ -1,4 +1,5 @@
-"""Agreement between labellers on battles several of them judged (pure functions).
+"""Agreement between raters (labellers on battles several of them judged; humans and the LLM
+judge on the scoreboard). Pure functions.
 
 Input: {item: {labeller: label}}. Items with fewer than two labels say nothing about
 agreement and are left out. Labels are the four vote outcomes.
