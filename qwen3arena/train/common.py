@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from qwen3arena.train.attention import backport_varlen_gqa
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError
 
@@ -56,6 +57,9 @@ def load_lora_model(config: LoraTrainConfig, emit: Emit) -> tuple[Any, Any]:
 
     if config.load_in_4bit and not torch.cuda.is_available():
         raise DatasetError("4-bit (QLoRA) loading needs a CUDA GPU (bitsandbytes); untick 4-bit on a CPU")
+    if backport_varlen_gqa():
+        emit("note", message="torch lacks varlen_attn(enable_gqa=); backported so packed batches "
+                             "run on one flash varlen kernel")
     import unsloth  # noqa: F401  (must come first: it patches trl/transformers/peft)
     from unsloth import FastLanguageModel
 

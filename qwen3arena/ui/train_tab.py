@@ -114,7 +114,9 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     with gr.Row():
                         seed = gr.Number(3407, label="Seed", precision=0)
                         answers_only = gr.Checkbox(True, label="Train on answers only")
-                        packing = gr.Checkbox(False, label="Pack sequences")
+                        packing = gr.Checkbox(_cuda(), label="Pack sequences",
+                                              info="GPU: whole conversations share full-length rows; "
+                                                   "several times faster on mixed lengths")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=_cuda())
                         beta = gr.Number(0.1, label="DPO beta", minimum=0)
                 with gr.Accordion("Weights & Biases", open=False):
