@@ -60,6 +60,11 @@ class AuthSettings:
     hf_admins: list[str] = field(default_factory=list)      # HF usernames
     hf_labellers: list[str] = field(default_factory=list)   # HF usernames; "*" = any HF user
     session_hours: float = 12.0
+    # Password guessing: after this many wrong passwords in a row for one username, that
+    # username is locked for lockout_s, doubling with each further miss (at most an hour).
+    # Per username, not per address: behind a Space's proxy every visitor shares one address.
+    login_attempts: int = 5
+    lockout_s: float = 30.0
     # Environment variable with the key that signs session cookies; unset: a random key kept
     # in the data directory (secret.key).
     secret_env: str | None = "QWEN3ARENA_SECRET"

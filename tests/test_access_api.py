@@ -82,6 +82,16 @@ def test_a_wrong_password_says_nothing_about_which_part(public_app):
     assert "qwen3arena_session" not in wrong_password.headers.get("set-cookie", "")
 
 
+def test_password_guessing_locks_the_username_not_the_others(public_app):
+    # an unknown username is throttled like a real one (lockouts tell nothing about who exists)
+    answers = [login(public_app, "mallory", f"guess-{i}") for i in range(5)]
+    assert [a.status_code for a in answers] == [401] * 5
+    locked = login(public_app, "mallory", "guess-5")
+    assert locked.status_code == 429 and "Try again in 30 s" in locked.text
+    assert 1 <= int(locked.headers["retry-after"]) <= 30
+    assert login(public_app, "boss").status_code == 303, "another username is not locked"
+
+
 def test_every_restricted_endpoint_refuses_the_wrong_role(public_app):
     admin = cookies_of(public_app, "boss")
     info = httpx.get(f"{public_app}/gradio_api/info", cookies=admin, timeout=30).json()["named_endpoints"]

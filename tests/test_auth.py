@@ -8,7 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from qwen3arena.auth import WRONG_LOGIN, AccessControl, Forbidden, LoginFailed, hash_password, verify_password
+from qwen3arena.auth import (
+    WRONG_LOGIN,
+    AccessControl,
+    Forbidden,
+    LoginFailed,
+    LoginThrottled,
+    hash_password,
+    verify_password,
+)
 from qwen3arena.auth.access import COOKIE
 from qwen3arena.config import ConfigError, load_settings
 
@@ -48,6 +56,46 @@ def test_wrong_password_and_unknown_user_get_the_same_message(tmp_path):
         access.login("nobody", PASSWORD)
     assert str(wrong_password.value) == str(unknown_user.value) == WRONG_LOGIN
     assert access.login(" ann ", PASSWORD).role == "admin"
+
+
+def test_wrong_passwords_lock_the_username_for_longer_each_time(tmp_path):
+    access = AccessControl(_settings(tmp_path, QWEN3ARENA__AUTH__LOGIN_ATTEMPTS="3",
+                                     QWEN3ARENA__AUTH__LOCKOUT_S="10").auth, tmp_path)
+    for _ in range(3):
+        with pytest.raises(LoginFailed):
+            access.login("ann", "nope", now=100.0)
+    # locked: even the right password is refused until the lock ends
+    with pytest.raises(LoginThrottled, match="Try again in 10 s") as locked:
+        access.login("ANN", PASSWORD, now=100.0)
+    assert locked.value.retry_after_s == 10.0
+    assert access.login("lab", PASSWORD, now=100.0).role == "labeller", "other usernames are not locked"
+    # one more miss after the lock doubles it
+    with pytest.raises(LoginFailed):
+        access.login("ann", "nope", now=111.0)
+    with pytest.raises(LoginThrottled, match="20 s"):
+        access.login("ann", PASSWORD, now=111.0)
+    # the right password once the lock ends clears the count
+    assert access.login("ann", PASSWORD, now=131.5).role == "admin"
+    with pytest.raises(LoginFailed):
+        access.login("ann", "nope", now=132.0)
+    assert access.login("ann", PASSWORD, now=132.0).role == "admin"
+
+
+def test_lockouts_stop_growing_at_an_hour(tmp_path):
+    access = AccessControl(_settings(tmp_path, QWEN3ARENA__AUTH__LOGIN_ATTEMPTS="1").auth, tmp_path)
+    now = 0.0
+    for _ in range(20):  # 10 misses: 30 s doubled 9 times would be over 4 hours
+        try:
+            access.login("nobody", "x", now=now)
+        except LoginThrottled as exc:
+            now += exc.retry_after_s
+        except LoginFailed:
+            pass
+    with pytest.raises(LoginFailed):
+        access.login("nobody", "x", now=now)
+    with pytest.raises(LoginThrottled) as locked:
+        access.login("nobody", "x", now=now)
+    assert locked.value.retry_after_s == 3600.0 and "60 min" in str(locked.value)
 
 
 def test_plain_passwords_in_the_config_are_refused(tmp_path):

@@ -9,6 +9,7 @@ from qwen3arena.auth.access import (
     AccessControl,
     Forbidden,
     LoginFailed,
+    LoginThrottled,
     Role,
     User,
     load_accounts,
@@ -19,6 +20,6 @@ from qwen3arena.auth.web import LOGIN_PATH, LOGOUT_PATH, launch_options
 
 __all__ = [
     "ANONYMOUS", "COOKIE", "LOCAL_ADMIN", "LOGIN_PATH", "LOGOUT_PATH", "ROLES", "WRONG_LOGIN",
-    "AccessControl", "Forbidden", "LoginFailed", "Role", "User", "hash_password", "launch_options",
+    "AccessControl", "Forbidden", "LoginFailed", "LoginThrottled", "Role", "User", "hash_password", "launch_options",
     "load_accounts", "roles_at_least", "verify_password",
 ]

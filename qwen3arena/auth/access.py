@@ -16,7 +16,9 @@ import hashlib
 import hmac
 import json
 import os
+import math
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,52 @@ Role = Literal["admin", "labeller", "anonymous"]
 ROLES: tuple[Role, ...] = ("admin", "labeller", "anonymous")
 COOKIE = "qwen3arena_session"
 WRONG_LOGIN = "Wrong username or password."
+MAX_LOCKOUT_S = 3600.0
+
+
+class LoginThrottled(ValueError):
+    """Too many wrong passwords for one username; `retry_after_s` says when to try again."""
+
+    def __init__(self, retry_after_s: float):
+        self.retry_after_s = retry_after_s
+        super().__init__(f"Too many wrong passwords for this username. Try again in "
+                         f"{_duration(retry_after_s)}.")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, math.ceil(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
+
+
+class LoginThrottle:
+    """Wrong passwords in a row per username; past the limit the username is locked, for
+    longer after each further miss. A right password resets it (memory only: a restart
+    forgets, which costs an attacker nothing they could not get by waiting)."""
+
+    def __init__(self, attempts: int, lockout_s: float):
+        self.attempts = max(1, attempts)
+        self.lockout_s = lockout_s
+        self._misses: dict[str, tuple[int, float]] = {}  # username -> (misses, locked until)
+        self._lock = threading.Lock()
+
+    def check(self, username: str, now: float) -> None:
+        with self._lock:
+            _, until = self._misses.get(username.casefold(), (0, 0.0))
+        if until > now:
+            raise LoginThrottled(until - now)
+
+    def failed(self, username: str, now: float) -> None:
+        key = username.casefold()
+        with self._lock:
+            misses, _ = self._misses.get(key, (0, 0.0))
+            misses += 1
+            over = misses - self.attempts
+            until = now + min(self.lockout_s * 2 ** over, MAX_LOCKOUT_S) if over >= 0 else 0.0
+            self._misses[key] = (misses, until)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._misses.pop(username.casefold(), None)
 
 
 class LoginFailed(ValueError):
@@ -88,7 +136,8 @@ def load_accounts(settings: AuthSettings) -> dict[str, AccountSpec]:
 
 
 class AccessControl:
-    """Logins, sessions and role checks for one app. Holds no per-request state."""
+    """Logins, sessions and role checks for one app. Holds no per-request state; the only
+    state is the count of wrong passwords per username."""
 
     def __init__(self, settings: AuthSettings, home: Path | None = None,
                  secret: bytes | None = None, env: Mapping[str, str] | None = None):
@@ -97,16 +146,24 @@ class AccessControl:
         self.enabled = settings.enabled
         env = os.environ if env is None else env
         self._secret = secret or _secret(settings, home, env)
+        self.throttle = LoginThrottle(settings.login_attempts, settings.lockout_s)
 
     # -- logins and sessions ----------------------------------------------------------------
 
-    def login(self, username: str, password: str) -> User:
-        """Checks a username and password; LoginFailed with one message for any mistake."""
-        account = self.accounts.get((username or "").strip())
-        # an unknown user still pays for a hash, so timing tells nothing either
+    def login(self, username: str, password: str, now: float | None = None) -> User:
+        """Checks a username and password; LoginFailed with one message for any mistake, and
+        LoginThrottled (even for the right password) while the username is locked."""
+        username = (username or "").strip()
+        now = time.time() if now is None else now
+        self.throttle.check(username, now)
+        account = self.accounts.get(username)
+        # an unknown user still pays for a hash, and is throttled alike, so neither timing nor
+        # lockouts tell which usernames exist
         ok = verify_password(password or "", account.password_hash if account else DUMMY_HASH)
         if account is None or not ok:
+            self.throttle.failed(username, now)
             raise LoginFailed(WRONG_LOGIN)
+        self.throttle.succeeded(username)
         return User(account.username, account.role, "account")
 
     def session_token(self, user: User, now: float | None = None) -> str:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from qwen3arena.auth.access import COOKIE, AccessControl, LoginFailed, User
+from qwen3arena.auth.access import COOKIE, AccessControl, LoginFailed, LoginThrottled, User
 
 LOGIN_PATH = "/auth/login"
 LOGOUT_PATH = "/auth/logout"
@@ -89,6 +89,10 @@ def auth_routes(access: AccessControl, title: str) -> list[Route]:
         username = str(form.get("username", ""))
         try:
             user = access.login(username, str(form.get("password", "")))
+        except LoginThrottled as exc:
+            response = page(str(exc), username, status=429)
+            response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+            return response
         except LoginFailed as exc:
             return page(str(exc), username, status=401)
         response = RedirectResponse("/", status_code=303)
