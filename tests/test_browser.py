@@ -102,6 +102,8 @@ def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
     page.get_by_label("Join the arena when the run finishes").uncheck()
     page.locator("#train-preview").click()
     page.locator("text=rows, all valid").wait_for(timeout=60_000)
+    # the preview measures the conversations (tokens, cuts at max length, padding)
+    page.locator("text=Tokens per conversation: median").first.wait_for(timeout=10_000)
     page.locator("#train-start").click()
     page.locator("text=queued").first.wait_for(timeout=30_000)
     page.locator("#train-status").get_by_text("succeeded").wait_for(timeout=300_000)

@@ -101,3 +101,36 @@ def test_malformed_pairs_name_the_row(tmp_path, row, message):
     with pytest.raises(DatasetError) as caught:
         load_preferences(write_jsonl(tmp_path / "p.jsonl", [PAIR, row, PAIR]))
     assert message in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from qwen3arena.embedded import DATA_DIR
+    from qwen3arena.embedded.tiny_qwen3 import build_tokenizer
+
+    texts = (DATA_DIR / "corpus" / "kitchen.txt").read_text().splitlines()
+    return build_tokenizer(texts, tmp_path_factory.mktemp("tok"), 2048)
+
+
+def _chat(words: int) -> dict:
+    return {"messages": [{"role": "user", "content": "Explain."},
+                         {"role": "assistant", "content": " ".join(["salt"] * words)}]}
+
+
+def test_length_stats_count_tokens_cuts_and_padding(tokenizer):
+    from qwen3arena.train import length_stats
+
+    rows = [_chat(n) for n in (5, 10, 20, 40, 400)]
+    lengths = sorted(len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False),
+                                   add_special_tokens=False)["input_ids"]) for r in rows)
+    stats = length_stats(rows, tokenizer, max_length=lengths[3], batch_size=1)
+    assert (stats.measured, stats.median, stats.longest) == (5, lengths[2], lengths[4])
+    assert stats.truncated == 1, "only the 400-word row is over max_length"
+    assert stats.padding_share == 0.0, "one row per batch: no padding"
+    # all rows in one batch: padding is what the longest (cut) row adds to the others
+    whole = length_stats(rows, tokenizer, max_length=lengths[3], batch_size=5)
+    kept = [min(n, lengths[3]) for n in lengths]
+    assert whole.padding_share == pytest.approx(1 - sum(kept) / (5 * lengths[3]))
+    same = length_stats([_chat(10)] * 4, tokenizer, max_length=4096, batch_size=2)
+    assert same.padding_share == 0.0 and same.truncated == 0
+    assert length_stats(rows, tokenizer, 4096, 2, limit=3).measured == 3

@@ -10,7 +10,10 @@ imported lazily so that the training process itself needs nothing but the traini
 from typing import Any
 
 from qwen3arena.train.config import ALL_PROJECTIONS, LoraTrainConfig
-from qwen3arena.train.data import DatasetError, file_sha256, load_conversations, load_preferences, render_preference_preview, render_preview
+from qwen3arena.train.data import (
+    DatasetError, LengthStats, file_sha256, length_stats, load_conversations, load_preferences,
+    render_preference_preview, render_preview,
+)
 from qwen3arena.train.launch import TrainingFailed, export_merged_subprocess, run_training_subprocess
 
 _RUNNER_NAMES = {"RunProgress", "RunRejected", "TrainingRunner"}
@@ -25,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ALL_PROJECTIONS", "DatasetError", "LoraTrainConfig", "RunProgress", "RunRejected",
-    "TrainingFailed", "TrainingRunner", "export_merged_subprocess", "file_sha256",
+    "ALL_PROJECTIONS", "DatasetError", "LengthStats", "LoraTrainConfig", "RunProgress", "RunRejected",
+    "TrainingFailed", "TrainingRunner", "export_merged_subprocess", "file_sha256", "length_stats",
     "load_conversations", "load_preferences", "render_preference_preview", "render_preview", "run_training_subprocess",
 ]

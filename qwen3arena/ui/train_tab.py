@@ -22,8 +22,8 @@ from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
-    ALL_PROJECTIONS, DatasetError, LoraTrainConfig, RunRejected, TrainingFailed,
-    load_conversations, load_preferences, render_preference_preview, render_preview,
+    ALL_PROJECTIONS, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
+    length_stats, load_conversations, load_preferences, render_preference_preview, render_preview,
 )
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
@@ -44,6 +44,20 @@ def _datasets(runtime: Runtime) -> list[str]:
         files += sorted(p for p in uploads.glob("*") if p.is_file())
         files += [p for p in sorted(uploads.glob("rounds/round-*/*.jsonl")) if p.name != "sources.jsonl"]
     return [str(p) for p in files]
+
+
+def _lengths_note(stats: LengthStats, total: int, config: LoraTrainConfig) -> str:
+    sample = f" (first {stats.measured:,} rows)" if stats.measured < total else ""
+    note = (f"Tokens per conversation{sample}: median {stats.median:,}, 95th percentile {stats.p95:,}, "
+            f"longest {stats.longest:,}.")
+    if stats.truncated:
+        note += (f" ⚠️ {stats.truncated:,} row(s) are longer than max length {config.max_length:,} "
+                 "and will be cut there.")
+    if stats.padding_share >= 0.2:
+        note += f" Padded batches of {config.per_device_train_batch_size} would be {stats.padding_share:.0%} padding"
+        note += ("; packing is ticked, so conversations fill whole rows instead." if config.packing
+                 else "; on a GPU, tick \"Pack sequences\" to fill whole rows instead.")
+    return note
 
 
 def _bar(fraction: float, label: str) -> str:
@@ -214,7 +228,11 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                                  sort_keys=False)
             cmd = (f"cat > run.yaml <<'EOF'\n{cfg}output_dir: runs/{config.name or 'NAME'}\nEOF\n"
                    "python -m qwen3arena.train run.yaml")
-            return f"✅ {len(rows)} rows, all valid.", legend + "".join(parts), cmd
+            status = f"✅ {len(rows)} rows, all valid."
+            if not dpo:
+                stats = length_stats(rows, tokenizer, config.max_length, config.per_device_train_batch_size)
+                status += " " + _lengths_note(stats, len(rows), config)
+            return status, legend + "".join(parts), cmd
 
         def start(*values) -> tuple:
             taken = {m.name for m in runtime.store.list_models()}
