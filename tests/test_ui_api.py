@@ -55,3 +55,33 @@ def test_voting_before_any_battle_is_refused(app_url, runtime):
     result = client.predict(api_name="/vote_tie")
     assert "Start a battle before voting" in json.dumps(result)
     assert len(runtime.store.list_votes()) == votes
+
+
+def test_an_earlier_runs_settings_refill_the_train_form(app_url, runtime):
+    from qwen3arena.config import REPO_ROOT
+    from qwen3arena.train import LoraTrainConfig
+
+    dataset = str(REPO_ROOT / "data" / "sft" / "kitchen_chatty.jsonl")
+    run = runtime.runner.submit(LoraTrainConfig(
+        name="reuse-me", base_model=runtime.base_path, dataset=dataset, output_dir="", rank=8, alpha=16,
+        target_modules=["q_proj", "v_proj"], learning_rate=7e-4, max_steps=9, per_device_train_batch_size=4,
+        max_length=128, seed=5, answers_only=False, round=2))
+    runtime.runner.stop(run.run_id)  # queued: cancelled, its settings stay
+    client = Client(app_url, verbose=False)
+    message, *form = client.predict(run.run_id, api_name="/train_reuse")
+    assert "loaded under the new name `reuse-me-2`" in message
+    (name, base, data, rank, alpha, _dropout, targets, lr, _epochs, steps, batch, _accum, max_length, seed,
+     answers_only, *_rest) = form
+    assert (name, base, data, rank, alpha, sorted(targets)) == ("reuse-me-2", runtime.base_path, dataset, 8, 16,
+                                                                ["q_proj", "v_proj"])
+    assert (lr, steps, batch, max_length, seed, answers_only) == (7e-4, 9, 4, 128, 5, False)
+    assert form[-2] == 2, "the round"
+    # the refilled form is a valid run as it stands
+    status, *_ = client.predict(*form, api_name="/train_preview")
+    assert "rows, all valid" in status
+    ghost = list(form)
+    ghost[-3] = "ghost"  # the parent checkpoint
+    refused, *_ = client.predict(*ghost, api_name="/train_preview")
+    assert "'ghost' is not a registered LoRA checkpoint" in refused
+    missing, *_ = client.predict("no-such-run", api_name="/train_reuse")
+    assert "No run 'no-such-run'" in missing

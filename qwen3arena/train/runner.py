@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
+from qwen3arena.config import _build
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
@@ -124,6 +125,21 @@ class TrainingRunner:
             self._queue.append(run_id)
         self._wake.set()
         return record
+
+    def settings_of(self, run_id: str, taken_names: set[str] | None = None) -> LoraTrainConfig:
+        """An earlier run's arguments, to start again with changes: under the next free
+        checkpoint name (name-2, name-3, ...) and without the output directory."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise RunRejected(f"No run {run_id!r}.")
+        config = _build(LoraTrainConfig, {k: v for k, v in record.config.items()
+                                          if k in LoraTrainConfig.__dataclass_fields__}, f"run {run_id}")
+        taken = set(taken_names or ()) | {r.name for r in self.store.list_runs(limit=10_000)}
+        stem = re.sub(r"-\d+$", "", config.name)
+        number = 2
+        while f"{stem}-{number}" in taken:
+            number += 1
+        return replace(config, name=f"{stem}-{number}", output_dir="")
 
     def command(self, run_id: str) -> list[str]:
         """The equivalent command line (what the runner executes)."""

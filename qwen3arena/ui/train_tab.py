@@ -18,7 +18,7 @@ import gradio as gr
 import pandas as pd
 import yaml
 
-from qwen3arena.config import REPO_ROOT
+from qwen3arena.config import REPO_ROOT, ConfigError
 from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
@@ -106,7 +106,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 with gr.Row():
                     method = gr.Radio([("SFT", "sft"), ("DPO (preference pairs)", "dpo")], value="sft",
                                       label="Method", elem_id="train-method")
-                    parent = gr.Dropdown(label="Continue from checkpoint", allow_custom_value=False,
+                    parent = gr.Dropdown(label="Continue from checkpoint", allow_custom_value=True,
                                          info="Its adapter's weights start the run (lineage: parent)",
                                          elem_id="train-parent")
                     round_no = gr.Number(None, label="Round (lineage, optional)", precision=0, elem_id="train-round")
@@ -147,13 +147,14 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     preview_html = gr.HTML()
                     command = gr.Code(label="Equivalent command", language="shell", interactive=False)
             with gr.Column(scale=6):
-                run_choice = gr.Dropdown(label="Run", elem_id="train-run")
+                run_choice = gr.Dropdown(label="Run", elem_id="train-run", allow_custom_value=True)
                 run_status = gr.Markdown(elem_id="train-status")
                 bar = gr.HTML()
                 loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=260,
                                         elem_id="train-loss")
                 with gr.Row():
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                    reuse_btn = gr.Button("Reuse this run's settings", elem_id="train-reuse")
                 log_tail = gr.Code(label="Log (last lines)", language=None, interactive=False)
                 runs_table = gr.Dataframe(headers=["run", "checkpoint", "status", "steps", "final loss", "started"],
                                           interactive=False, label="Runs")
@@ -178,6 +179,8 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 raise RunRejected("Choose or upload a dataset.")
             if not targets_v:
                 raise RunRejected("Choose at least one target module.")
+            if parent_v and runtime.adapter_path(parent_v) is None:
+                raise RunRejected(f"Continue from checkpoint: {parent_v!r} is not a registered LoRA checkpoint.")
             return LoraTrainConfig(
                 name=(name_v or "").strip(), base_model=base_v, dataset=dataset_v, output_dir="",
                 rank=int(rank_v), alpha=int(alpha_v), dropout=float(dropout_v), target_modules=list(targets_v),
@@ -303,6 +306,24 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 return "⚠️ Choose a run."
             return runner.stop(run_id)
 
+        def reuse(run_id: str | None) -> tuple:
+            """Fills the form with an earlier run's arguments, under a new checkpoint name."""
+            keep = tuple(gr.update() for _ in form_inputs)
+            if not run_id:
+                return ("⚠️ Choose a run.", *keep)
+            try:
+                c = runner.settings_of(run_id, {m.name for m in runtime.store.list_models()})
+            except (RunRejected, ConfigError) as exc:
+                return (f"⚠️ {exc}", *keep)
+            values = [c.name, c.base_model, c.dataset, c.rank, c.alpha, c.dropout, c.target_modules,
+                      c.learning_rate, c.num_train_epochs, c.max_steps, c.per_device_train_batch_size,
+                      c.gradient_accumulation_steps, c.max_length, c.seed, c.answers_only,
+                      _cuda() if c.packing is None else c.packing, c.load_in_4bit, c.wandb, c.wandb_project,
+                      c.wandb_run_name or "", c.method,
+                      c.parent if c.parent and runtime.store.get_model(c.parent) else "", c.round, c.beta]
+            return (f"✅ Settings of run `{run_id}` loaded under the new name `{c.name}`; change what you "
+                    "want, then Preview or Start.", *values)
+
         def checkpoint_rows() -> tuple:
             rows, names = [], []
             for m in runtime.store.list_models():
@@ -366,6 +387,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
         refresh_btn.click(checkpoint_rows, None, [checkpoints, checkpoint], api_name="checkpoints")
         run_choice.input(monitor, [run_choice], monitor_outputs, api_visibility="private")
         stop_btn.click(stop, [run_choice], [form_message], api_name="train_stop")
+        reuse_btn.click(reuse, [run_choice], [form_message, *form_inputs], api_name="train_reuse")
         arena_btn.click(add_to_arena, [checkpoint], [checkpoint_message, checkpoints, checkpoint],
                         api_name="checkpoint_to_arena")
         remove_btn.click(remove_from_arena, [checkpoint], [checkpoint_message, checkpoints, checkpoint],
