@@ -16,6 +16,7 @@ import pandas as pd
 from qwen3arena.evals.store import latest_primary_scores
 from qwen3arena.judge import JudgeStore
 from qwen3arena.ratings import battle_count_matrix, cohen_kappa, online_elo, rate, votes_to_arrays, win_rate_matrix
+from qwen3arena.ratings.style import StyleControlled, answer_style, fit_style_controlled, style_difference
 from qwen3arena.store import Store
 
 TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "elo", "judge rating", "judge pairs"]
@@ -33,6 +34,7 @@ class BoardFilters:
     campaign: str | None = None                 # a labelling campaign's votes only
     battle_ids: frozenset[str] | None = None    # only these battles (e.g. one prompt category)
     bootstrap_rounds: int = 200
+    style_control: bool = False                 # add ratings with answer length and markdown regressed out
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Scoreboard:
     agreement: dict[str, Any]
     n_votes: int
     notes: list[str] = field(default_factory=list)
+    style: StyleControlled | None = None
 
 
 def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
@@ -114,6 +117,12 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
     judge_table = rate(votes_to_arrays(judge_votes), rounds=0).to_frame() if judge_votes else None
     elo = online_elo(votes_to_arrays(human_votes)) if len(human_votes) else pd.Series(dtype=float)
 
+    style = None
+    if filters.style_control and len(human_votes):
+        style = style_controlled(store, human_votes, rounds=min(filters.bootstrap_rounds, 100))
+        notes.append(style_note(style))
+    styled = style.ratings.set_index("model") if style is not None else None
+
     rows = []
     for r in table.itertuples():
         if r.votes < filters.min_votes:
@@ -127,7 +136,13 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
             "judge rating": round(float(judge_row["rating"].iloc[0]), 1) if judge_row is not None and len(judge_row) else None,
             "judge pairs": int(judge_row["votes"].iloc[0]) if judge_row is not None and len(judge_row) else 0,
         })
-    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        if styled is not None and r.model in styled.index:
+            s_row = styled.loc[r.model]
+            rows[-1]["style-controlled"] = round(float(s_row["rating"]), 1)
+            rows[-1]["style 95% CI"] = (f"+{s_row['upper'] - s_row['rating']:.0f} / "
+                                        f"-{s_row['rating'] - s_row['lower']:.0f}")
+    columns = TABLE_COLUMNS + (["style-controlled", "style 95% CI"] if styled is not None else [])
+    frame = pd.DataFrame(rows, columns=columns)
     # models that only have judge or benchmark scores still get a row
     for score in latest_primary_scores(store):
         column = f"{score.dataset} ({score.metric})"
@@ -152,4 +167,26 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
         agreement=agreement(votes, judged),
         n_votes=len(human_votes),
         notes=notes,
+        style=style,
     )
+
+
+def style_controlled(store: Store, votes: pd.DataFrame, rounds: int) -> StyleControlled:
+    """Each vote's battle gives the two sides' answer styles; a battle that is gone counts as
+    equal style (it still carries its vote)."""
+    differences = []
+    for battle_id in votes["battle_id"]:
+        battle = store.get_battle(battle_id)
+        if battle is None:
+            differences.append(np.zeros(4))
+            continue
+        differences.append(style_difference(answer_style(battle.conversation_a), answer_style(battle.conversation_b)))
+    return fit_style_controlled(votes_to_arrays(votes), np.array(differences), rounds=rounds)
+
+
+def style_note(style: StyleControlled) -> str:
+    """What each style feature is worth, in rating points per standard deviation."""
+    parts = [f"{c.feature} {c.points:+.0f} (95%: {c.lower:+.0f} to {c.upper:+.0f})"
+             for c in style.coefficients.itertuples() if abs(c.points) >= 0.5]
+    return ("Style control: ratings at equal answer length and markdown. What style itself earned, "
+            "in rating points per standard deviation: " + ("; ".join(parts) if parts else "nothing") + ".")

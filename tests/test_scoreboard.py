@@ -109,6 +109,31 @@ def test_a_real_judge_run_on_the_local_model_records_unparseable_replies(runtime
     store.close()
 
 
+def test_style_control_takes_away_a_lead_won_by_length(tmp_path):
+    """"wordy" and "terse" are equally good; voters pick the longer answer 80% of the time and
+    wordy's answers are about twice as long (but not always the longer one)."""
+    store = Store(tmp_path / "db.duckdb")
+    rng = random.Random(1)
+    for i in range(400):
+        a, b = rng.sample(["terse", "wordy"], 2)
+        sizes = {m: int(rng.lognormvariate(6.0 if m == "wordy" else 5.3, 0.6)) for m in (a, b)}
+        conversation = lambda m: [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x" * sizes[m]}]  # noqa: E731
+        store.save_battle(BattleRecord(f"s{i}", "anon:1", a, b, status="ready", turns=1,
+                                       conversation_a=conversation(a), conversation_b=conversation(b)))
+        longer_a = sizes[a] > sizes[b]
+        store.record_vote(f"s{i}", "model_a" if longer_a == (rng.random() < 0.8) else "model_b", "anon:1")
+    plain = build_scoreboard(store, BoardFilters(bootstrap_rounds=20))
+    assert "style-controlled" not in plain.table.columns and plain.style is None
+    board = build_scoreboard(store, BoardFilters(bootstrap_rounds=20, style_control=True))
+    rows = board.table.set_index("model")
+    plain_gap = rows.loc["wordy", "rating"] - rows.loc["terse", "rating"]
+    styled_gap = rows.loc["wordy", "style-controlled"] - rows.loc["terse", "style-controlled"]
+    assert plain_gap > 60 and abs(styled_gap) < plain_gap / 3, (plain_gap, styled_gap)
+    assert rows.loc["wordy", "style 95% CI"].startswith("+")
+    note = next(n for n in board.notes if n.startswith("Style control"))
+    assert "length +" in note and "headers" not in note  # no markdown anywhere: not listed
+
+
 def test_the_scoreboard_through_the_api(app_url, runtime):
     battle = runtime.arena.start_battle("anon:api-board")
     list(runtime.arena.play_turn(battle, "How should I store eggs?"))
@@ -130,5 +155,7 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     expected = sum(1 for r in rows if not r.battle.identity_leak)
     assert expected >= 1 and storage[0].startswith(f"{expected} votes rated"), storage[0]
     assert int(result[0].split()[0]) > expected  # the freezer vote counts only without the filter
+    styled = client.predict(0, True, True, True, "", "", "", "", "", True, api_name="/scoreboard")
+    assert "style-controlled" in styled[1]["headers"] and "Style control" in styled[0]
     bad = client.predict(0, True, True, True, "", "last tuesday", "", "", "", api_name="/scoreboard")
     assert "Dates must look like" in json.dumps(bad)

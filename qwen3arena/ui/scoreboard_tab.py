@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qwen3arena.config import REPO_ROOT  # noqa: E402
@@ -37,10 +38,18 @@ def _interval_plot(board: Scoreboard):
     data = board.intervals.dropna().sort_values("rating")
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(data), 1)))
     if len(data):
-        ax.errorbar(data["rating"], range(len(data)),
+        rows = np.arange(len(data), dtype=float)
+        styled = board.style.ratings.set_index("model").reindex(data["model"]) if board.style is not None else None
+        shift = 0.18 if styled is not None else 0.0
+        ax.errorbar(data["rating"], rows + shift,
                     xerr=[data["rating"] - data["lower"], data["upper"] - data["rating"]],
-                    fmt="o", color="#f97316", ecolor="#555", capsize=4)
-        ax.set_yticks(range(len(data)), data["model"])
+                    fmt="o", color="#f97316", ecolor="#555", capsize=4, label="human votes")
+        if styled is not None:
+            ax.errorbar(styled["rating"], rows - shift,
+                        xerr=[styled["rating"] - styled["lower"], styled["upper"] - styled["rating"]],
+                        fmt="s", color="#2563eb", ecolor="#93c5fd", capsize=4, label="style-controlled")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_yticks(rows, data["model"])
     else:
         ax.text(0.5, 0.5, "no ratings yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
@@ -93,6 +102,8 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             include_ties = gr.Checkbox(True, label="Include ties")
             both_bad = gr.Checkbox(True, label="Count 'both bad' as a tie")
             no_leaks = gr.Checkbox(True, label="Exclude identity leaks")
+            style = gr.Checkbox(False, label="Style control (length, markdown)", elem_id="board-style",
+                                info="Adds ratings at equal answer style, as Chatbot Arena's style control")
         with gr.Row():
             voter = gr.Textbox(label="Voter (empty: all)")
             since = gr.Textbox(label="From (YYYY-MM-DD)")
@@ -130,7 +141,8 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
         board_timer = gr.Timer(30.0, active=False)
         job_id = gr.State(None)
 
-        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v, category_v, campaign_v) -> tuple:
+        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v, category_v, campaign_v,
+                 style_v=False) -> tuple:
             battle_ids = None
             if category_v and runtime.harvester is not None:
                 battle_ids = runtime.harvester.battle_ids(HarvestFilters(category=category_v))
@@ -139,7 +151,8 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
                                        both_bad_as_tie=bool(bad_v), exclude_identity_leaks=bool(leaks_v),
                                        voter=(voter_v or "").strip() or None,
                                        since=_date(since_v), until=_date(until_v),
-                                       campaign=campaign_v or None, battle_ids=battle_ids)
+                                       campaign=campaign_v or None, battle_ids=battle_ids,
+                                       style_control=bool(style_v))
             except ValueError:
                 return ("⚠️ Dates must look like 2026-11-27.", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
@@ -222,7 +235,7 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             active = snapshot.status in ("queued", "running")
             return text, runtime.evals.log_tail(job), gr.Timer(active=active)
 
-        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until, category, campaign]
+        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until, category, campaign, style]
         outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
         refresh.click(load, filters, outputs, api_name="scoreboard")
         tab.select(load, filters, outputs, api_visibility="private")
