@@ -7,6 +7,7 @@ identity leaks) and handed over as a pandas DataFrame, the shape a DuckDB query 
   (a) DataFrame -> arrays, filter, aggregate into the (pair, outcome) count tensor
   (b) the point fit                (c) 100 bootstrap rounds
   (d) the whole leaderboard via ``rate`` (a + b + c + table)     (e) online Elo, for scale
+  (f) the style-controlled fit (logistic regression over battles, four style features)
 Peak memory: tracemalloc peak of a separate, untimed pass through ``rate``, and the process
 maximum resident set size. With --records, also times converting a list of VoteRecord
 (what ``Store.list_votes`` returns); that list alone takes a few hundred MB.
@@ -95,6 +96,11 @@ def main() -> None:
     table = timed(f"(d)  rate(df): whole leaderboard, {args.rounds} rounds", rate, df,
                   rounds=args.rounds, seed=args.seed)
     timed("(e)  online Elo, K=4 (sequential)", online_elo, kept)
+    # style control fits battles, not counts: four random style differences per vote
+    from qwen3arena.ratings.style import fit_style_controlled
+
+    differences = np.random.default_rng(args.seed).uniform(-1, 1, (len(kept), 4))
+    timed("(f)  style control (fit_style_controlled, Wald intervals)", fit_style_controlled, kept, differences)
 
     if args.records:
         from qwen3arena.store import VoteRecord

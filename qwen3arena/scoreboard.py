@@ -119,7 +119,7 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
 
     style = None
     if filters.style_control and len(human_votes):
-        style = style_controlled(store, human_votes, rounds=min(filters.bootstrap_rounds, 100))
+        style = style_controlled(store, human_votes)
         notes.append(style_note(style))
     styled = style.ratings.set_index("model") if style is not None else None
 
@@ -171,17 +171,13 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
     )
 
 
-def style_controlled(store: Store, votes: pd.DataFrame, rounds: int) -> StyleControlled:
+def style_controlled(store: Store, votes: pd.DataFrame) -> StyleControlled:
     """Each vote's battle gives the two sides' answer styles; a battle that is gone counts as
     equal style (it still carries its vote)."""
-    differences = []
-    for battle_id in votes["battle_id"]:
-        battle = store.get_battle(battle_id)
-        if battle is None:
-            differences.append(np.zeros(4))
-            continue
-        differences.append(style_difference(answer_style(battle.conversation_a), answer_style(battle.conversation_b)))
-    return fit_style_controlled(votes_to_arrays(votes), np.array(differences), rounds=rounds)
+    conversations = store.conversations(votes["battle_id"])
+    differences = [style_difference(answer_style(pair[0]), answer_style(pair[1])) if pair else np.zeros(4)
+                   for pair in map(conversations.get, votes["battle_id"])]
+    return fit_style_controlled(votes_to_arrays(votes), np.array(differences).reshape(len(votes), -1))
 
 
 def style_note(style: StyleControlled) -> str:

@@ -45,7 +45,7 @@ def test_a_lead_won_by_length_alone_disappears_under_style_control():
     plain = rate(votes, rounds=0).to_frame().set_index("model")["rating"]
     assert plain["chatty"] - plain["concise"] > 80, plain  # the plain board rewards length
 
-    controlled = fit_style_controlled(votes, differences, rounds=30)
+    controlled = fit_style_controlled(votes, differences)
     ratings = controlled.ratings.set_index("model")
     gap = ratings.loc["chatty", "rating"] - ratings.loc["concise", "rating"]
     assert abs(gap) < 25, ratings
@@ -62,6 +62,6 @@ def test_without_a_style_effect_the_ratings_match_the_plain_board():
     votes, differences = _battles(seed=2)
     rng = np.random.default_rng(3)
     shuffled = differences[rng.permutation(len(differences))]  # style unrelated to the outcome
-    controlled = fit_style_controlled(votes, shuffled, rounds=0).ratings.set_index("model")["rating"]
+    controlled = fit_style_controlled(votes, shuffled).ratings.set_index("model")["rating"]
     plain = rate(votes, rounds=0).to_frame().set_index("model")["rating"]
     assert (controlled - plain).abs().max() < 15, (controlled, plain)

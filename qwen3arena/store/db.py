@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import duckdb
 
@@ -269,6 +269,18 @@ class Store:
         if not data["generation_b"]:
             data["generation_b"] = {}
         return BattleRecord(**data)
+
+    def conversations(self, battle_ids: Iterable[str]) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Both sides' conversations of many battles in one query (the scoreboard's style
+        control reads every voted battle)."""
+        ids = list(dict.fromkeys(battle_ids))
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT battle_id, conversation_a, conversation_b FROM battles "
+                "WHERE battle_id IN (SELECT UNNEST(?::VARCHAR[]))", [ids]).fetchall()
+        return {battle_id: (json.loads(a) if a else [], json.loads(b) if b else []) for battle_id, a, b in rows}
 
     def interrupt_unfinished_battles(self) -> int:
         """Marks battles left open by a previous process; they can no longer be voted."""
