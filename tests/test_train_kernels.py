@@ -22,17 +22,18 @@ def config(**overrides) -> LoraTrainConfig:
     return LoraTrainConfig(name="c", base_model="m", dataset="d.jsonl", output_dir="o", **overrides)
 
 
-def test_a_gpu_packs_by_default_and_a_cpu_does_not():
-    assert batching_args(config(), cuda=True) == {"packing": True, "packing_strategy": "bfd",
-                                                  "pad_to_multiple_of": None}
-    assert batching_args(config(), cuda=False) == {"packing": False, "pad_to_multiple_of": None}
+def test_packing_is_asked_for_and_packs_whole_conversations():
+    assert batching_args(config(), cuda=True)["packing"] is False
+    assert batching_args(config(packing=True), cuda=True) == {"packing": True, "packing_strategy": "bfd",
+                                                              "pad_to_multiple_of": None}
 
 
-def test_packing_turned_off_on_a_gpu_gives_padded_batches():
+def test_without_packing_a_gpu_gets_padded_batches():
     # Unsloth would turn padding-free on by itself; padded ran faster on fixed-length rows
-    args = batching_args(config(packing=False), cuda=True)
+    args = batching_args(config(), cuda=True)
     assert args["packing"] is False and args["padding_free"] is False
-    assert batching_args(config(packing=False, padding_free=True), cuda=True)["padding_free"] is True
+    assert batching_args(config(padding_free=True), cuda=True)["padding_free"] is True
+    assert "padding_free" not in batching_args(config(), cuda=False), "the CPU keeps Unsloth's choice"
 
 
 def test_a_yaml_choice_wins_over_the_default():

@@ -39,7 +39,7 @@ class LoraTrainConfig:
     max_length: int = 1024
     load_in_4bit: bool = False     # QLoRA; needs a CUDA GPU
     answers_only: bool = True      # loss on the final assistant answer only
-    packing: bool | None = None    # pack conversations into full-length rows; None: on a GPU only
+    packing: bool = False          # pack whole conversations into full-length rows (GPU: much faster on mixed lengths)
     packing_strategy: str = "bfd"  # trl: "bfd" keeps conversations whole (padding-free rows)
     padding_free: bool | None = None  # None: padded on a GPU, Unsloth's choice on the CPU
     pad_to_multiple_of: int | None = None  # padded batches: bound the number of distinct shapes

@@ -29,11 +29,11 @@ __all__ = ["DatasetError", "batching_args", "run"]
 
 def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
     """SFTConfig arguments for how rows become batches (docs/training.md, "Batching")."""
-    # On a GPU packing is the default: on conversations of mixed lengths padded batches ran at
-    # 0.12-0.14x of fixed-length tokens/s and packed ones at 0.68-0.87x (H100,
-    # docs/benchmarks.md). On a CPU Unsloth has no kernel that keeps packed conversations apart.
-    packing = cuda if config.packing is None else config.packing
-    if packing:
+    # Opt-in: on conversations of mixed lengths padded batches ran at 0.12-0.14x of fixed-length
+    # tokens/s and packed ones at 0.68-0.87x (H100, docs/benchmarks.md), but packing changes what
+    # a step is (batch x max_length tokens), and a small round's dataset would get a few large
+    # steps. On a CPU Unsloth has no kernel that keeps packed conversations apart.
+    if config.packing:
         # "bfd" packs whole conversations into rows of max_length and runs them padding-free
         # (position_ids restart per conversation; attention never crosses one).
         return {"packing": True, "packing_strategy": config.packing_strategy,

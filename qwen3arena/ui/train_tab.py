@@ -56,7 +56,8 @@ def _lengths_note(stats: LengthStats, total: int, config: LoraTrainConfig) -> st
     if stats.padding_share >= 0.2:
         note += f" Padded batches of {config.per_device_train_batch_size} would be {stats.padding_share:.0%} padding"
         note += ("; packing is ticked, so conversations fill whole rows instead." if config.packing
-                 else "; on a GPU, tick \"Pack sequences\" to fill whole rows instead.")
+                 else "; on a GPU, ticking \"Pack sequences\" fills whole rows instead (an epoch then "
+                      "has fewer, larger steps).")
     return note
 
 
@@ -128,9 +129,9 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     with gr.Row():
                         seed = gr.Number(3407, label="Seed", precision=0)
                         answers_only = gr.Checkbox(True, label="Train on answers only")
-                        packing = gr.Checkbox(_cuda(), label="Pack sequences",
-                                              info="GPU: whole conversations share full-length rows; "
-                                                   "several times faster on mixed lengths")
+                        packing = gr.Checkbox(False, label="Pack sequences",
+                                              info="GPU: whole conversations share full-length rows; several "
+                                                   "times faster on mixed lengths, fewer and larger steps")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=_cuda())
                         beta = gr.Number(0.1, label="DPO beta", minimum=0)
                 with gr.Accordion("Weights & Biases", open=False):
@@ -318,7 +319,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
             values = [c.name, c.base_model, c.dataset, c.rank, c.alpha, c.dropout, c.target_modules,
                       c.learning_rate, c.num_train_epochs, c.max_steps, c.per_device_train_batch_size,
                       c.gradient_accumulation_steps, c.max_length, c.seed, c.answers_only,
-                      _cuda() if c.packing is None else c.packing, c.load_in_4bit, c.wandb, c.wandb_project,
+                      c.packing, c.load_in_4bit, c.wandb, c.wandb_project,
                       c.wandb_run_name or "", c.method,
                       c.parent if c.parent and runtime.store.get_model(c.parent) else "", c.round, c.beta]
             return (f"✅ Settings of run `{run_id}` loaded under the new name `{c.name}`; change what you "
