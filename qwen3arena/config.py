@@ -139,6 +139,11 @@ class ArenaSettings:
     thinking: Literal["off", "hidden", "folded"] = "off"
     boost_factor: float = 3.0
     boost_until_votes: int = 30
+    # Target pairs: this share of battles is drawn among the pairs below (FastChat's targets),
+    # so the comparisons you care about get votes first.
+    target_share: float = 0.0
+    target_pairs: list[list[str]] = field(default_factory=list)  # [[model, model], ...]
+    parent_pairs: bool = True   # every checkpoint with a registered parent is a target pair with it
     request_timeout_s: float = 120.0
     identity_terms: list[str] = field(default_factory=list)
 
@@ -248,6 +253,11 @@ def load_settings(
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(f"endpoints: duplicate contestant names {sorted(duplicates)}")
+    if not 0.0 <= settings.arena.target_share <= 1.0:
+        raise ConfigError(f"arena.target_share: {settings.arena.target_share} is not between 0 and 1")
+    bad_pairs = [pair for pair in settings.arena.target_pairs if len(pair) != 2 or pair[0] == pair[1]]
+    if bad_pairs:
+        raise ConfigError(f"arena.target_pairs: each entry names two different models; got {bad_pairs}")
     users = [a.username for a in settings.auth.accounts]
     if len(set(users)) != len(users):
         raise ConfigError("auth.accounts: a username appears twice")

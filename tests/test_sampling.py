@@ -72,3 +72,55 @@ def test_ordinary_answers_are_not_flagged():
     texts = ["Cooked rice keeps about 4 days.", "Llamas are animals? No: 'llamas' is not the family name.",
              "Claudette bakes bread."]
     assert find_identity_leak(texts, ["tiny-qwen3-base"], terms) is None
+
+
+def test_target_pairs_get_their_share_of_battles_with_random_sides():
+    rng = random.Random(3)
+    weights = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    pairs = Counter()
+    left = Counter()
+    for _ in range(4000):
+        x, y = sample_pair(weights, rng, targets=[("c", "d")], target_share=0.5)
+        pairs[frozenset((x, y))] += 1
+        if {x, y} == {"c", "d"}:
+            left[x] += 1
+    # half the battles are targeted, plus the 1/6 of the rest that draw c-d anyway
+    assert 0.55 < pairs[frozenset("cd")] / 4000 < 0.62
+    assert 0.4 < left["c"] / sum(left.values()) < 0.6
+
+
+def test_a_target_pair_with_a_model_down_is_skipped():
+    rng = random.Random(4)
+    for _ in range(300):
+        pair = sample_pair({"a": 1.0, "b": 1.0, "down": 0.0}, rng, targets=[("a", "down")], target_share=1.0)
+        assert "down" not in pair
+    # without a share the draw is the plain one (same random stream as no targets at all)
+    plain = [sample_pair({"a": 1, "b": 1, "c": 1}, random.Random(5)) for _ in range(3)]
+    assert plain == [sample_pair({"a": 1, "b": 1, "c": 1}, random.Random(5), targets=[("a", "b")])
+                     for _ in range(3)]
+
+
+def test_the_arena_targets_each_checkpoint_against_its_parent(tmp_path):
+    from qwen3arena.arena import Arena
+    from qwen3arena.config import ArenaSettings
+    from qwen3arena.store import ModelRecord, Store
+
+    store = Store(tmp_path / "db.duckdb")
+    store.upsert_model(ModelRecord("round-1", "adapter", metadata={"parent": None}))
+    store.upsert_model(ModelRecord("round-2", "adapter", metadata={"parent": "round-1"}))
+    arena = Arena(store, pool=None, settings=ArenaSettings(target_share=0.3, target_pairs=[["x", "y"]]))
+    assert sorted(arena.target_pairs()) == [("round-2", "round-1"), ("x", "y")]
+    off = Arena(store, pool=None, settings=ArenaSettings(target_share=0.3, target_pairs=[], parent_pairs=False))
+    assert off.target_pairs() == []
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("TARGET_SHARE", "1.5", "not between 0 and 1"),
+    ("TARGET_PAIRS", "[[a, a]]", "two different models"),
+    ("TARGET_PAIRS", "[[a]]", "two different models"),
+])
+def test_bad_target_settings_are_refused(key, value, message):
+    from qwen3arena.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={f"QWEN3ARENA__ARENA__{key}": value})

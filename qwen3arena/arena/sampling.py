@@ -1,5 +1,7 @@
-"""Pair sampling: per-model weights, a boost for new models, never a model against itself,
-random left/right. Pure functions of their inputs (the caller passes the RNG)."""
+"""Pair sampling: per-model weights, a boost for new models, target pairs (FastChat's
+``--targets``: chosen pairs, such as a new checkpoint against its parent, drawn a set share of
+the time), never a model against itself, random left/right. Pure functions of their inputs
+(the caller passes the RNG)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,17 @@ def model_weights(
     return weights
 
 
-def sample_pair(weights: Mapping[str, float], rng: random.Random) -> tuple[str, str]:
-    """Two distinct models, drawn with probability proportional to weight, in random order."""
+def sample_pair(weights: Mapping[str, float], rng: random.Random,
+                targets: Sequence[tuple[str, str]] = (), target_share: float = 0.0) -> tuple[str, str]:
+    """Two distinct models in random order. With probability `target_share` one of the
+    `targets` whose two models can both be drawn (positive weight), uniformly; otherwise
+    drawn with probability proportional to weight."""
+    live = sorted({tuple(sorted(pair)) for pair in targets
+                   if pair[0] != pair[1] and weights.get(pair[0], 0) > 0 and weights.get(pair[1], 0) > 0})
+    if live and target_share > 0 and rng.random() < target_share:
+        pair = list(rng.choice(live))
+        rng.shuffle(pair)
+        return pair[0], pair[1]
     names = sorted(name for name, w in weights.items() if w > 0)
     if len(names) < 2:
         raise ValueError("need at least two models with a positive weight")

@@ -104,12 +104,20 @@ class Arena:
             {name: c.weight for name, c in available.items()},
             self.store.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
         )
-        left, right = sample_pair(weights, self._rng)
+        left, right = sample_pair(weights, self._rng, self.target_pairs(), self.settings.target_share)
         battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])),
                          campaign_id=campaign_id, prompt_id=prompt_id)
         with self._lock:
             self._battles[battle.battle_id] = battle
         return battle.battle_id
+
+    def target_pairs(self) -> list[tuple[str, str]]:
+        """The configured target pairs, plus each checkpoint with its parent when asked."""
+        pairs = [(a, b) for a, b in self.settings.target_pairs]
+        if self.settings.parent_pairs and self.settings.target_share > 0:
+            pairs += [(m.name, m.metadata["parent"]) for m in self.store.list_models()
+                      if m.metadata.get("parent")]
+        return pairs
 
     def check_prompt(self, battle_id: str | None, prompt: str) -> str:
         text = (prompt or "").strip()
