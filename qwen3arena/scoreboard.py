@@ -19,6 +19,7 @@ from qwen3arena.ratings import battle_count_matrix, cohen_kappa, online_elo, rat
 from qwen3arena.ratings.style import StyleControlled, answer_style, fit_style_controlled, style_difference
 from qwen3arena.store import Store
 
+MIN_STYLE_VOTES = 30  # below this the style fit is mostly noise (intervals of thousands of points)
 TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "elo", "judge rating", "judge pairs"]
 
 
@@ -118,7 +119,10 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
     elo = online_elo(votes_to_arrays(human_votes)) if len(human_votes) else pd.Series(dtype=float)
 
     style = None
-    if filters.style_control and len(human_votes):
+    if filters.style_control and len(human_votes) < MIN_STYLE_VOTES:
+        notes.append(f"Style control needs at least {MIN_STYLE_VOTES} votes ({len(human_votes)} so far): with "
+                     "fewer, length and the models cannot be told apart.")
+    elif filters.style_control:
         style = style_controlled(store, human_votes)
         notes.append(style_note(style))
     styled = style.ratings.set_index("model") if style is not None else None

@@ -74,3 +74,16 @@ def app_url(runtime):
     demo.close()
 
 
+
+
+def seed_unfinished_votes(store, model_a: str, model_b: str, prefix: str, n: int = 30) -> None:
+    """n voted battles with answers of varied length and markdown, for boards that need many
+    votes (style control). Their answers carry no finish reason, so the harvest never uses them."""
+    from qwen3arena.store import BattleRecord
+
+    for i in range(n):
+        store.save_battle(BattleRecord(
+            f"{prefix}-{i}", f"anon:{prefix}", model_a, model_b, status="ready", turns=1,
+            conversation_a=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * (10 + 7 * i)}],
+            conversation_b=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "- b\n" * (1 + i % 7)}]))
+        store.record_vote(f"{prefix}-{i}", ("model_a", "model_b", "tie")[i % 3], f"anon:{prefix}")

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import CONTESTANTS
+from conftest import CONTESTANTS, seed_unfinished_votes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -132,6 +132,13 @@ def test_the_scoreboard_tab(browser, app_url, runtime):
     assert "votes rated" in page.locator("#board-notes").inner_text()
     # the three plots are drawn
     page.wait_for_function("document.querySelectorAll('img, svg').length > 3", timeout=30_000)
+    # style control adds its column, its note and a second set of intervals to the plot
+    seed_unfinished_votes(runtime.store, reveal.model_a, reveal.model_b, "browser-style")  # it needs 30 votes
+    page.locator("#board-style input").check()
+    page.locator("#board-refresh").click()
+    page.wait_for_function("(document.querySelector('#board-table')?.innerText || '').includes('style-controlled')",
+                           timeout=60_000)
+    assert "Style control: ratings at equal answer length" in page.locator("#board-notes").inner_text()
     page.screenshot(path=str(runtime.settings.home / "scoreboard-tab.png"), full_page=True)
     page.close()
 

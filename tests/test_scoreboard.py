@@ -17,6 +17,8 @@ from qwen3arena.judge.runs import judge_voted_battles
 from qwen3arena.scoreboard import BoardFilters, _kappa, agreement, build_scoreboard
 from qwen3arena.store import BattleRecord, Store
 
+from conftest import seed_unfinished_votes
+
 
 def test_cohens_kappa_on_a_hand_made_case():
     pairs = [("model_a", "model_a"), ("model_b", "model_b"), ("tie", "model_a"), ("model_a", "model_a")]
@@ -134,6 +136,12 @@ def test_style_control_takes_away_a_lead_won_by_length(tmp_path):
     assert "length +" in note and "headers" not in note  # no markdown anywhere: not listed
 
 
+def test_style_control_with_few_votes_says_so_instead(tmp_path):
+    board = build_scoreboard(_store_with_votes(tmp_path, n=12), BoardFilters(style_control=True))
+    assert board.style is None and "style-controlled" not in board.table.columns
+    assert any("needs at least 30 votes (11 so far)" in n for n in board.notes), board.notes
+
+
 def test_the_scoreboard_through_the_api(app_url, runtime):
     battle = runtime.arena.start_battle("anon:api-board")
     list(runtime.arena.play_turn(battle, "How should I store eggs?"))
@@ -155,6 +163,7 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     expected = sum(1 for r in rows if not r.battle.identity_leak)
     assert expected >= 1 and storage[0].startswith(f"{expected} votes rated"), storage[0]
     assert int(result[0].split()[0]) > expected  # the freezer vote counts only without the filter
+    seed_unfinished_votes(runtime.store, "tiny-qwen3-base", "tiny-qwen3-concise", "api-style")  # style needs 30
     styled = client.predict(0, True, True, True, "", "", "", "", "", True, api_name="/scoreboard")
     assert "style-controlled" in styled[1]["headers"] and "Style control" in styled[0]
     bad = client.predict(0, True, True, True, "", "last tuesday", "", "", "", api_name="/scoreboard")
