@@ -31,9 +31,9 @@ def sample_pair(weights: Mapping[str, float], rng: random.Random,
     """Two distinct models in random order. With probability `target_share` one of the
     `targets` whose two models can both be drawn (positive weight), uniformly; otherwise
     drawn with probability proportional to weight."""
-    live = sorted({tuple(sorted(pair)) for pair in targets
-                   if pair[0] != pair[1] and weights.get(pair[0], 0) > 0 and weights.get(pair[1], 0) > 0})
-    if live and target_share > 0 and rng.random() < target_share:
+    live = sorted({tuple(sorted(pair)) for pair in targets if pair[0] != pair[1]
+                   and weights.get(pair[0], 0) > 0 and weights.get(pair[1], 0) > 0}) if target_share > 0 else []
+    if live and rng.random() < target_share:
         pair = list(rng.choice(live))
         rng.shuffle(pair)
         return pair[0], pair[1]

@@ -58,7 +58,12 @@ class LoraTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":
-        return _build(cls, yaml.safe_load(Path(path).read_text()) or {}, str(path))
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> "LoraTrainConfig":
+        """Checked against the field types; unknown keys are an error naming `where`."""
+        return _build(cls, data, where)
 
     def to_yaml(self, path: str | Path) -> Path:
         path = Path(path)

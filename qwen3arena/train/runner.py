@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
-from qwen3arena.config import _build
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
@@ -132,8 +131,8 @@ class TrainingRunner:
         record = self.store.get_run(run_id)
         if record is None:
             raise RunRejected(f"No run {run_id!r}.")
-        config = _build(LoraTrainConfig, {k: v for k, v in record.config.items()
-                                          if k in LoraTrainConfig.__dataclass_fields__}, f"run {run_id}")
+        known = LoraTrainConfig.__dataclass_fields__  # a field an older version wrote is dropped
+        config = LoraTrainConfig.from_dict({k: v for k, v in record.config.items() if k in known}, f"run {run_id}")
         taken = set(taken_names or ()) | {r.name for r in self.store.list_runs(limit=10_000)}
         stem = re.sub(r"-\d+$", "", config.name)
         number = 2
