@@ -8,8 +8,10 @@ at 1.0, bf16 (or 4-bit):
   unsloth   a bare Unsloth loop on fixed batches (the ceiling)
   app       python -m qwen3arena.train's code path (Unsloth + trl SFTTrainer) on rows that
             are all exactly --seq tokens long (fixed-length batches)
-  app-var   the app's path on realistic variable-length conversations, packing off
-  app-pack  the app's path on the same conversations with packing on (trl "bfd")
+  app-var   the app's path on realistic variable-length conversations, padded rows (the default)
+  app-group the app's path on the same conversations, batching "grouped" (similar lengths,
+            up to batch x seq tokens a step)
+  app-pack  the app's path on the same conversations, batching "packed" (trl "bfd")
 
 A contender name can carry LoraTrainConfig overrides after "+", e.g.
   app-var+padding_free=false+pad_to_multiple_of=128
@@ -20,7 +22,7 @@ tokens/s is the median over steps 4..N of (real, non-padding tokens in the step)
 "mean" is total real tokens / total time over the same steps (it keeps any recompilation or
 warm-up stalls that a median hides).
 
-Usage: python bench/train_throughput.py --shape tiny|1.7b|8b [--four-bit] [--steps 16]
+Usage: python bench/train_throughput.py --shape tiny|small|1.7b|8b [--four-bit] [--steps 16]
        [--only unsloth,app,...] [--repeat N] [--log FILE] [--deadline SECONDS]
 
 Separate processes on a lent H100 differed by up to +-20% on the same code, so compare paths
@@ -49,6 +51,9 @@ SHAPES = {
     # Qwen3 configs (hidden, intermediate, layers, heads, kv heads, head_dim)
     "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=64, vocab_size=2048),
+    # a CPU shape where the matrix products, not the per-step overhead, take most of a step
+    "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=4, head_dim=64, vocab_size=2048),
     "1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
                  num_key_value_heads=8, head_dim=128, vocab_size=151936),
     "8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
@@ -213,7 +218,8 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
     out = Path(work) / f"{slug}-{int(four_bit)}"
     values = {"name": "bench", "base_model": checkpoint, "dataset": dataset, "output_dir": str(out),
               "max_steps": steps, "per_device_train_batch_size": batch, "max_length": seq,
-              "load_in_4bit": four_bit, "answers_only": False, "packing": base == "app-pack",
+              "load_in_4bit": four_bit, "answers_only": False,
+              "batching": {"app-pack": "packed", "app-group": "grouped"}.get(base, "padded"),
               "learning_rate": 1e-4}
     values.update(overrides)
     config = LoraTrainConfig(**values)
@@ -291,7 +297,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--seq", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", default="peft,unsloth,app,app-var,app-pack",
+    parser.add_argument("--only", default="peft,unsloth,app,app-var,app-group,app-pack",
                         help="comma-separated contenders; NAME:STEPS sets a contender's own step count")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the whole contender list this many rounds, interleaved")
@@ -330,7 +336,7 @@ def main() -> None:
 def run_contender(args: argparse.Namespace, name: str, steps: int, checkpoint: Path, fixed: Path,
                   variable: Path, work: Path) -> dict | None:
     base = name.split("@")[0].split("+")[0]
-    dataset = {"app-var": variable, "app-pack": variable}.get(base, fixed)
+    dataset = {"app-var": variable, "app-group": variable, "app-pack": variable}.get(base, fixed)
     command = [sys.executable, __file__, "--child", name, "--checkpoint", str(checkpoint),
                "--dataset", str(dataset), "--seq", str(args.seq), "--batch", str(args.batch),
                "--steps", str(steps), "--work", str(work)] + (["--four-bit"] if args.four_bit else [])

@@ -134,3 +134,6 @@ def test_length_stats_count_tokens_cuts_and_padding(tokenizer):
     same = length_stats([_chat(10)] * 4, tokenizer, max_length=4096, batch_size=2)
     assert same.padding_share == 0.0 and same.truncated == 0
     assert length_stats(rows, tokenizer, 4096, 2, limit=3).measured == 3
+    # short and long answers mixed: random pairs are mostly padding, length-grouped ones are not
+    mixed = length_stats([_chat(n) for n in (5, 300) * 100], tokenizer, max_length=1024, batch_size=2)
+    assert mixed.padding_share > 0.2 and mixed.grouped_padding_share < 0.05

@@ -1,6 +1,6 @@
-"""GPU batching and attention choices, checked on the CPU: how rows become batches, and the
-varlen attention backport (packed batches must see exactly per-conversation causal attention,
-and Unsloth must accept the backported kernel: it checks the signature)."""
+"""The GPU varlen attention backport, checked on the CPU: packed batches must see exactly
+per-conversation causal attention, and Unsloth must accept the backported kernel (it checks
+the signature)."""
 
 from __future__ import annotations
 
@@ -14,31 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from qwen3arena.train.attention import backport_varlen_gqa, needs_gqa_backport, with_gqa_flag
-from qwen3arena.train.config import LoraTrainConfig
-from qwen3arena.train.sft import batching_args
-
-
-def config(**overrides) -> LoraTrainConfig:
-    return LoraTrainConfig(name="c", base_model="m", dataset="d.jsonl", output_dir="o", **overrides)
-
-
-def test_packing_is_asked_for_and_packs_whole_conversations():
-    assert batching_args(config(), cuda=True)["packing"] is False
-    assert batching_args(config(packing=True), cuda=True) == {"packing": True, "packing_strategy": "bfd",
-                                                              "pad_to_multiple_of": None}
-
-
-def test_without_packing_a_gpu_gets_padded_batches():
-    # Unsloth would turn padding-free on by itself; padded ran faster on fixed-length rows
-    args = batching_args(config(), cuda=True)
-    assert args["packing"] is False and args["padding_free"] is False
-    assert batching_args(config(padding_free=True), cuda=True)["padding_free"] is True
-    assert "padding_free" not in batching_args(config(), cuda=False), "the CPU keeps Unsloth's choice"
-
-
-def test_a_yaml_choice_wins_over_the_default():
-    assert batching_args(config(packing=True, pad_to_multiple_of=64), cuda=False) == {
-        "packing": True, "packing_strategy": "bfd", "pad_to_multiple_of": 64}
 
 
 def torch_2_11_varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,

@@ -81,6 +81,27 @@ def test_stop_keeps_the_adapter_trained_so_far(runtime):
     assert runtime.store.get_model("test-stopped").metadata["status"] == "stopped"
 
 
+def test_length_grouped_steps_fill_the_token_budget_and_learn(runtime):
+    """Batching "grouped": each step holds about batch x max_length tokens of similar-length
+    conversations, far more real tokens than `batch` padded rows, and the run still learns."""
+    from transformers import AutoTokenizer
+
+    from qwen3arena.train import length_stats, load_conversations
+
+    rows = load_conversations(CONCISE)
+    longest = length_stats(rows, AutoTokenizer.from_pretrained(runtime.base_path), 256, 4).longest
+    run = runtime.runner.submit(config(runtime, "test-grouped", batching="grouped", per_device_train_batch_size=4,
+                                       max_steps=12))
+    finished = runtime.runner.wait(run.run_id, timeout=600)
+    assert finished.status == "succeeded", finished.error
+    steps = runtime.runner.progress(run.run_id).steps
+    assert [e["step"] for e in steps] == list(range(1, 13))
+    tokens = sorted(e["step_tokens"] for e in steps)
+    assert 4 * longest < tokens[len(tokens) // 2] <= 4 * 256, (longest, tokens)
+    losses = [e["loss"] for e in steps]
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+
+
 def test_a_crash_is_reported_and_the_runner_goes_on(runtime, tmp_path):
     runner = runtime.runner
     broken = tmp_path / "broken-model"
@@ -112,6 +133,10 @@ def test_bad_requests_start_nothing(runtime, tmp_path):
         runner.submit(config(runtime, "bad name!"))
     with pytest.raises(RunRejected, match="no model there"):
         runner.submit(config(runtime, "x2", base_model=str(tmp_path / "nothing")))
+    with pytest.raises(RunRejected, match="Batching 'rows': choose one of padded, grouped, packed"):
+        runner.submit(config(runtime, "x3", batching="rows"))
+    with pytest.raises(RunRejected, match="cannot be combined with padding_free"):
+        runner.submit(config(runtime, "x4", batching="grouped", padding_free=True))
     assert len(runner.runs()) == before
 
 

@@ -9,10 +9,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import yaml
 
 from qwen3arena.config import _build
+
+# How rows become batches (train/batching.py): padded rows, length-grouped token budgets, trl packing.
+Batching = Literal["padded", "grouped", "packed"]
+BATCHINGS: tuple[str, ...] = get_args(Batching)
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -39,9 +44,11 @@ class LoraTrainConfig:
     max_length: int = 1024
     load_in_4bit: bool = False     # QLoRA; needs a CUDA GPU
     answers_only: bool = True      # loss on the final assistant answer only
-    packing: bool = False          # pack whole conversations into full-length rows (GPU: much faster on mixed lengths)
-    packing_strategy: str = "bfd"  # trl: "bfd" keeps conversations whole (padding-free rows)
-    padding_free: bool | None = None  # None: padded on a GPU, Unsloth's choice on the CPU
+    # padded: fixed rows a step; grouped: similar lengths up to batch x max_length tokens a step;
+    # packed: conversations share full-length rows (GPU). See train/batching.py.
+    batching: Batching = "padded"
+    packing_strategy: str = "bfd"  # trl, for "packed": "bfd" keeps conversations whole (padding-free rows)
+    padding_free: bool | None = None  # "padded" only; None: padded on a GPU, Unsloth's choice on the CPU
     pad_to_multiple_of: int | None = None  # padded batches: bound the number of distinct shapes
     cudnn_attention: bool = False  # GPU: let SDPA use cuDNN attention (off measured faster on H100)
     gradient_checkpointing: bool = True
@@ -63,6 +70,10 @@ class LoraTrainConfig:
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "LoraTrainConfig":
         """Checked against the field types; unknown keys are an error naming `where`."""
+        data = dict(data)
+        if "packing" in data:  # run files written before `batching` replaced `packing: bool`
+            if data.pop("packing") is True:
+                data.setdefault("batching", "packed")
         return _build(cls, data, where)
 
     def to_yaml(self, path: str | Path) -> Path:

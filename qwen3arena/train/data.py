@@ -178,26 +178,35 @@ class LengthStats:
     longest: int
     truncated: int         # rows longer than max_length: cut at max_length when training
     padding_share: float   # share of padded batches that would be padding (shuffled, batch_size rows)
+    grouped_padding_share: float  # the same for length-grouped batches (batching "grouped")
 
 
 def length_stats(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int,
                  limit: int = 5000, seed: int = 0) -> LengthStats:
-    """Lengths decide whether packing pays (mixed lengths waste most of a padded batch) and
-    whether max_length cuts answers; both are easier to fix before a run than after."""
+    """Lengths decide whether grouping or packing pays (mixed lengths waste most of a padded
+    batch) and whether max_length cuts answers; both are easier to fix before a run than after."""
     import random
     import statistics
+
+    from qwen3arena.train.batching import token_budget_batches
 
     texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in rows[:limit]]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     kept = [min(n, max_length) for n in lengths]
     random.Random(seed).shuffle(kept)  # the Trainer shuffles too
     batches = [kept[i:i + batch_size] for i in range(0, len(kept), max(batch_size, 1))]
-    padded = sum(max(b) * len(b) for b in batches)
+    grouped = [[kept[i] for i in batch]
+               for batch in token_budget_batches(kept, max(batch_size, 1) * max_length, seed)]
+
+    def padding(batches: list[list[int]]) -> float:
+        padded = sum(max(b) * len(b) for b in batches if b)
+        return 1 - sum(kept) / padded if padded else 0.0
+
     ordered = sorted(lengths)
     return LengthStats(measured=len(lengths), median=int(statistics.median(lengths)),
                        p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], longest=ordered[-1],
                        truncated=sum(n > max_length for n in lengths),
-                       padding_share=1 - sum(kept) / padded if padded else 0.0)
+                       padding_share=padding(batches), grouped_padding_share=padding(grouped))
 
 
 def load_preferences(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
-from qwen3arena.train.config import LoraTrainConfig
+from qwen3arena.train.config import BATCHINGS, LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,10 @@ class TrainingRunner:
             raise RunRejected("Set epochs above 0 or max steps above 0.")
         if config.method not in METHODS:
             raise RunRejected(f"Method {config.method!r}: choose one of {', '.join(METHODS)}.")
+        if config.batching not in BATCHINGS:
+            raise RunRejected(f"Batching {config.batching!r}: choose one of {', '.join(BATCHINGS)}.")
+        if config.batching == "grouped" and config.padding_free:
+            raise RunRejected("Batching 'grouped' pads its batches; it cannot be combined with padding_free.")
         if config.init_adapter and not (Path(config.init_adapter) / "adapter_config.json").exists():
             raise RunRejected(f"Parent adapter {config.init_adapter!r}: no adapter there (adapter_config.json missing).")
         # DatasetError names the row

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qwen3arena.train.batching import LengthGroupedBatches, batching_args, drop_redundant_attention_masks
 from qwen3arena.train.common import (
     Emit,
     StopRequest,
@@ -24,30 +25,7 @@ from qwen3arena.train.common import (
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError, load_conversations, split_for_training
 
-__all__ = ["DatasetError", "batching_args", "run"]
-
-
-def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
-    """SFTConfig arguments for how rows become batches (docs/training.md, "Batching")."""
-    # Opt-in: on conversations of mixed lengths padded batches ran at 0.12-0.14x of fixed-length
-    # tokens/s and packed ones at 0.68-0.87x (H100, docs/benchmarks.md), but packing changes what
-    # a step is (batch x max_length tokens), and a small round's dataset would get a few large
-    # steps. On a CPU Unsloth has no kernel that keeps packed conversations apart.
-    if config.packing:
-        # "bfd" packs whole conversations into rows of max_length and runs them padding-free
-        # (position_ids restart per conversation; attention never crosses one).
-        return {"packing": True, "packing_strategy": config.packing_strategy,
-                "pad_to_multiple_of": config.pad_to_multiple_of}
-    args: dict[str, Any] = {"packing": False, "pad_to_multiple_of": config.pad_to_multiple_of}
-    padding_free = config.padding_free
-    if padding_free is None and cuda:
-        # Unsloth turns padding-free on by itself on an H100; its varlen batches skip the
-        # per-block compile and ran 0.78x of a bare Unsloth loop on fixed-length rows, against
-        # 1.03x padded (docs/benchmarks.md).
-        padding_free = False
-    if padding_free is not None:
-        args["padding_free"] = padding_free
-    return args
+__all__ = ["DatasetError", "run"]
 
 
 def run(config: LoraTrainConfig, progress_path: Path) -> dict[str, Any]:
@@ -97,6 +75,20 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
                 count = torch.tensor(inputs["input_ids"].numel())
             self._pending_tokens = count if self._pending_tokens is None else self._pending_tokens + count
 
+        def get_train_dataloader(self):
+            if config.batching != "grouped":
+                return super().get_train_dataloader()
+            from torch.utils.data import DataLoader
+
+            dataset = self._remove_unused_columns(self.train_dataset, description="training")
+            batches = LengthGroupedBatches([len(ids) for ids in dataset["input_ids"]],
+                                           budget=config.per_device_train_batch_size * config.max_length,
+                                           seed=config.seed)
+            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.data_collator,
+                                num_workers=self.args.dataloader_num_workers,
+                                pin_memory=self.args.dataloader_pin_memory)
+            return self.accelerator.prepare(loader)
+
         def log(self, logs, *args, **kwargs):
             if self._pending_tokens is not None:
                 self.state.num_input_tokens_seen += int(self._pending_tokens.item())
@@ -113,29 +105,10 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
             **batching_args(config, torch.cuda.is_available()),
         ),
     )
-    _drop_full_attention_masks(trainer)
+    drop_redundant_attention_masks(trainer.data_collator)
     if stop.requested:
         emit("stopped", step=0, saved=False)
         return {"steps": 0, "stopped": True, "saved": False}
     emit("training", total=trainer.state.max_steps or None)
     result = trainer.train()
     return save_checkpoint(model, tokenizer, config, out, trainer, result, stop, emit)
-
-
-def _drop_full_attention_masks(trainer: Any) -> None:
-    """A padded batch whose rows are all the same length carries an all-ones attention mask; without
-    it the model runs plain causal attention (as a bare training loop does) instead of a masked
-    path. Checked on the host before the batch is moved to the device."""
-    collator = getattr(trainer, "data_collator", None)
-    original = getattr(collator, "torch_call", None)
-    if original is None:
-        return
-
-    def torch_call(examples):
-        batch = original(examples)
-        mask = batch.get("attention_mask")
-        if mask is not None and not mask.is_cuda and bool(mask.all()):
-            del batch["attention_mask"]
-        return batch
-
-    collator.torch_call = torch_call

@@ -28,6 +28,7 @@ from qwen3arena.train import (
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
 ACTIVE = ("queued", "running")
+BATCHING_CHOICES = [("Padded rows", "padded"), ("Grouped by length", "grouped"), ("Packed (GPU)", "packed")]
 
 
 def _cuda() -> bool:
@@ -54,10 +55,13 @@ def _lengths_note(stats: LengthStats, total: int, config: LoraTrainConfig) -> st
         note += (f" ⚠️ {stats.truncated:,} row(s) are longer than max length {config.max_length:,} "
                  "and will be cut there.")
     if stats.padding_share >= 0.2:
-        note += f" Padded batches of {config.per_device_train_batch_size} would be {stats.padding_share:.0%} padding"
-        note += ("; packing is ticked, so conversations fill whole rows instead." if config.packing
-                 else "; on a GPU, ticking \"Pack sequences\" fills whole rows instead (an epoch then "
-                      "has fewer, larger steps).")
+        note += (f" Padded batches of {config.per_device_train_batch_size} rows would be "
+                 f"{stats.padding_share:.0%} padding; grouped by length, {stats.grouped_padding_share:.0%}")
+        if config.batching == "padded":
+            note += (". Batching \"Grouped by length\" (or \"Packed\" on a GPU) fills each step with about "
+                     "batch × max length tokens instead (an epoch then has fewer, larger steps).")
+        else:
+            note += f"; batching is {config.batching}."
     return note
 
 
@@ -129,9 +133,11 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     with gr.Row():
                         seed = gr.Number(3407, label="Seed", precision=0)
                         answers_only = gr.Checkbox(True, label="Train on answers only")
-                        packing = gr.Checkbox(False, label="Pack sequences",
-                                              info="GPU: whole conversations share full-length rows; several "
-                                                   "times faster on mixed lengths, fewer and larger steps")
+                        batching = gr.Radio(BATCHING_CHOICES, value="padded", label="Batching",
+                                            elem_id="train-batching",
+                                            info="Grouped and packed fill each step with about batch × max "
+                                                 "length tokens: much faster on mixed lengths, fewer and "
+                                                 "larger steps. Packed needs a GPU.")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=_cuda())
                         beta = gr.Number(0.1, label="DPO beta", minimum=0)
                 with gr.Accordion("Weights & Biases", open=False):
@@ -172,7 +178,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
         timer = gr.Timer(2.0, active=False)
 
         def form_config(name_v, base_v, dataset_v, rank_v, alpha_v, dropout_v, targets_v, lr_v, epochs_v,
-                        steps_v, batch_v, accum_v, len_v, seed_v, answers_v, packing_v, four_v, wandb_v,
+                        steps_v, batch_v, accum_v, len_v, seed_v, answers_v, batching_v, four_v, wandb_v,
                         project_v, wandb_run_v, method_v, parent_v, round_v, beta_v) -> LoraTrainConfig:
             if not base_v:
                 raise RunRejected("Choose a base model.")
@@ -187,7 +193,8 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                 rank=int(rank_v), alpha=int(alpha_v), dropout=float(dropout_v), target_modules=list(targets_v),
                 learning_rate=float(lr_v), num_train_epochs=float(epochs_v), max_steps=int(steps_v),
                 per_device_train_batch_size=int(batch_v), gradient_accumulation_steps=int(accum_v),
-                max_length=int(len_v), seed=int(seed_v), answers_only=bool(answers_v), packing=bool(packing_v),
+                max_length=int(len_v), seed=int(seed_v), answers_only=bool(answers_v),
+                batching=batching_v or "padded",
                 load_in_4bit=bool(four_v), wandb=bool(wandb_v), wandb_project=project_v or "qwen3arena",
                 wandb_run_name=wandb_run_v or None, method=method_v or "sft", beta=float(beta_v or 0.1),
                 parent=parent_v or None, round=int(round_v) if round_v and int(round_v) > 0 else None,
@@ -195,7 +202,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
             )
 
         form_inputs = [name, base, dataset, rank, alpha, dropout, targets, lr, epochs, max_steps, batch, accum,
-                       max_length, seed, answers_only, packing, four_bit, use_wandb, wandb_project, wandb_run,
+                       max_length, seed, answers_only, batching, four_bit, use_wandb, wandb_project, wandb_run,
                        method, parent, round_no, beta]
 
         def preview(*values) -> tuple:
@@ -319,7 +326,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
             values = [c.name, c.base_model, c.dataset, c.rank, c.alpha, c.dropout, c.target_modules,
                       c.learning_rate, c.num_train_epochs, c.max_steps, c.per_device_train_batch_size,
                       c.gradient_accumulation_steps, c.max_length, c.seed, c.answers_only,
-                      c.packing, c.load_in_4bit, c.wandb, c.wandb_project,
+                      c.batching, c.load_in_4bit, c.wandb, c.wandb_project,
                       c.wandb_run_name or "", c.method,
                       c.parent if c.parent and runtime.store.get_model(c.parent) else "", c.round, c.beta]
             return (f"✅ Settings of run `{run_id}` loaded under the new name `{c.name}`; change what you "

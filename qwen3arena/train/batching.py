@@ -1,0 +1,132 @@
+"""How conversations become batches (docs/training.md, "Batching").
+
+Three choices, `LoraTrainConfig.batching`:
+  padded   a fixed number of rows a step, shuffled, each batch padded to its longest row
+  grouped  rows of similar length batched together, as many as fit batch x max_length tokens
+           (padded, so every step runs the same kernels as fixed-length rows; CPU and GPU)
+  packed   trl packing: whole conversations share rows of max_length (GPU varlen kernel)
+
+Grouped and packed both fill a step with about batch x max_length tokens, so on conversations of
+mixed lengths an epoch has fewer, larger steps than with padded rows.
+
+Pure Python apart from `drop_redundant_attention_masks`; imported by the training process only
+through sft.py, and by tests directly.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterator, Sequence
+
+from qwen3arena.train.config import LoraTrainConfig
+
+# Rows are sorted by length within windows of this many steps' worth of tokens: wide enough that
+# batches come out nearly padding-free, narrow enough that a batch is not made of one corner of
+# the dataset (the order within the dataset still decides which window a row lands in).
+GROUPING_WINDOW_STEPS = 32
+
+
+def batching_args(config: LoraTrainConfig, cuda: bool) -> dict[str, Any]:
+    """SFTConfig arguments for how rows become batches."""
+    if config.batching == "packed":
+        # "bfd" packs whole conversations into rows of max_length and runs them padding-free
+        # (position_ids restart per conversation; attention never crosses one). On a CPU Unsloth
+        # has no kernel that keeps packed conversations apart and turns packing off.
+        return {"packing": True, "packing_strategy": config.packing_strategy,
+                "pad_to_multiple_of": config.pad_to_multiple_of}
+    args: dict[str, Any] = {"packing": False, "pad_to_multiple_of": config.pad_to_multiple_of}
+    padding_free = config.padding_free
+    if config.batching == "grouped" or (padding_free is None and cuda):
+        # Grouped batches are padded rectangles by design. On a GPU Unsloth would turn
+        # padding-free on by itself; its varlen batches skip the per-block compile and ran 0.78x
+        # of a bare Unsloth loop on fixed-length rows, against 1.03x padded (docs/benchmarks.md).
+        padding_free = False
+    if padding_free is not None:
+        args["padding_free"] = padding_free
+    return args
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int, seed: int,
+                         window_steps: int = GROUPING_WINDOW_STEPS) -> list[list[int]]:
+    """Row indices in batches of similar length whose padded size (rows x longest row) stays
+    within `budget` tokens; a row longer than the budget gets a batch of its own.
+
+    The rows are shuffled, cut into windows of about `window_steps` budgets of tokens, and
+    sorted by length within each window before the batches are cut, longest first."""
+    if budget < 1:
+        raise ValueError(f"token budget must be positive, got {budget}")
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    batches: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        end, tokens = start, 0
+        while end < len(order) and (end == start or tokens < window_steps * budget):
+            tokens += max(int(lengths[order[end]]), 1)
+            end += 1
+        window = sorted(order[start:end], key=lambda i: -int(lengths[i]))
+        batch: list[int] = []
+        longest = 0
+        for index in window:
+            if batch and (len(batch) + 1) * longest > budget:
+                batches.append(batch)
+                batch = []
+            if not batch:
+                longest = max(int(lengths[index]), 1)  # sorted: the first row is the longest
+            batch.append(index)
+        batches.append(batch)
+        start = end
+    return batches
+
+
+class LengthGroupedBatches:
+    """A DataLoader `batch_sampler` over `token_budget_batches`.
+
+    The grouping is made once, so the Trainer knows the steps per epoch before it starts;
+    each epoch then shuffles the order of the batches (`set_epoch`, called by the Trainer
+    through accelerate). The batch with the most padded tokens goes first, so a batch that does
+    not fit in memory fails at step 1 rather than hours in."""
+
+    def __init__(self, lengths: Sequence[int], budget: int, seed: int) -> None:
+        self.batches = token_budget_batches(lengths, budget, seed)
+        self._cost = [len(batch) * max(max(int(lengths[i]) for i in batch), 1) for batch in self.batches]
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.batches)))
+        random.Random(self.seed + 1 + self.epoch).shuffle(order)
+        if order:
+            biggest = max(order, key=self._cost.__getitem__)
+            order.remove(biggest)
+            order.insert(0, biggest)
+        for position in order:
+            yield list(self.batches[position])
+
+
+def drop_redundant_attention_masks(collator: Any) -> None:
+    """Removes the attention mask from right-padded batches (trl pads on the right).
+
+    In a causal model a real token attends only to the positions before it, which in a
+    right-padded row are all real, and padded positions carry the label -100: the mask changes
+    nothing the loss sees. Without it the model runs the plain causal kernel, as for
+    fixed-length rows, instead of a masked path. The check runs on the host, before the batch
+    moves to the device. Real tokens are then counted as those that are not the pad token."""
+    original = getattr(collator, "torch_call", None)
+    if original is None:
+        return
+
+    def torch_call(examples):
+        batch = original(examples)
+        mask = batch.get("attention_mask")
+        if mask is not None and not mask.is_cuda and mask.dim() == 2 and bool((mask[:, 1:] <= mask[:, :-1]).all()):
+            del batch["attention_mask"]
+        return batch
+
+    collator.torch_call = torch_call
