@@ -97,6 +97,7 @@ def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
         timeout=30_000)
     page.locator("#train-name textarea, #train-name input").first.fill("browser-run")
     page.get_by_text("Hyperparameters").click()
+    page.locator("#train-batching").get_by_label("Grouped by length").check()
     steps = page.locator("#train-max-steps input").first
     steps.fill("12")
     page.get_by_label("Join the arena when the run finishes").uncheck()
@@ -115,6 +116,8 @@ def test_a_training_run_from_the_train_tab(browser, app_url, runtime):
     page.wait_for_function(
         "() => (document.querySelector('#checkpoints')?.innerText || '').includes('browser-run')", timeout=30_000)
     assert runtime.store.get_model("browser-run").kind == "adapter"
+    run = next(r for r in runtime.runner.runs() if r.name == "browser-run")
+    assert run.config["batching"] == "grouped", "the form's batching choice reached the run"
     page.screenshot(path=str(runtime.settings.home / "train-tab.png"), full_page=True)
     page.close()
 

@@ -133,13 +133,12 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                     with gr.Row():
                         seed = gr.Number(3407, label="Seed", precision=0)
                         answers_only = gr.Checkbox(True, label="Train on answers only")
-                        batching = gr.Radio(BATCHING_CHOICES, value="padded", label="Batching",
-                                            elem_id="train-batching",
-                                            info="Grouped and packed fill each step with about batch × max "
-                                                 "length tokens: much faster on mixed lengths, fewer and "
-                                                 "larger steps. Packed needs a GPU.")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=_cuda())
                         beta = gr.Number(0.1, label="DPO beta", minimum=0)
+                    batching = gr.Radio(BATCHING_CHOICES, value="padded", label="Batching", elem_id="train-batching",
+                                        info="Padded: a fixed number of rows a step. Grouped and packed fill "
+                                             "each step with about batch × max length tokens: much faster on "
+                                             "mixed lengths, fewer and larger steps. Packed needs a GPU.")
                 with gr.Accordion("Weights & Biases", open=False):
                     use_wandb = gr.Checkbox(False, label="Log to W&B (offline unless WANDB_API_KEY is set)")
                     with gr.Row():
