@@ -102,6 +102,14 @@ def test_length_grouped_steps_fill_the_token_budget_and_learn(runtime):
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
 
 
+def test_packed_batching_on_a_cpu_trains_padded_and_says_so(runtime):
+    from qwen3arena.train import PACKED_ON_CPU
+
+    run = runtime.runner.submit(config(runtime, "test-packed-cpu", batching="packed", max_steps=2))
+    assert runtime.runner.wait(run.run_id, timeout=300).status == "succeeded"
+    assert runtime.runner.progress(run.run_id).notes == [PACKED_ON_CPU]
+
+
 def test_a_crash_is_reported_and_the_runner_goes_on(runtime, tmp_path):
     runner = runtime.runner
     broken = tmp_path / "broken-model"

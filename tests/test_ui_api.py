@@ -79,6 +79,11 @@ def test_an_earlier_runs_settings_refill_the_train_form(app_url, runtime):
     # the refilled form is a valid run as it stands
     status, *_ = client.predict(*form, api_name="/train_preview")
     assert "rows, all valid" in status
+    assert "needs a GPU" not in status
+    packed = list(form)
+    packed[15] = "packed"  # the batching choice; this machine has no GPU
+    warned, *_ = client.predict(*packed, api_name="/train_preview")
+    assert "rows, all valid" in warned and "Packed batching needs a GPU" in warned
     ghost = list(form)
     ghost[-3] = "ghost"  # the parent checkpoint
     refused, *_ = client.predict(*ghost, api_name="/train_preview")

@@ -9,8 +9,8 @@ Three choices, `LoraTrainConfig.batching`:
 Grouped and packed both fill a step with about batch x max_length tokens, so on conversations of
 mixed lengths an epoch has fewer, larger steps than with padded rows.
 
-Pure Python apart from `drop_redundant_attention_masks`; imported by the training process only
-through sft.py, and by tests directly.
+Plain Python with no heavy imports: the app uses it too (the preview's padding figures, the
+messages), not only the training process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ import random
 from typing import Any, Iterator, Sequence
 
 from qwen3arena.train.config import LoraTrainConfig
+
+PACKED_ON_CPU = ("Packed batching needs a GPU: on a CPU Unsloth cannot keep packed conversations apart, "
+                 "so the run trains padded rows, a fixed number a step. \"Grouped by length\" fills each "
+                 "step on a CPU.")
 
 # Rows are sorted by length within windows of this many steps' worth of tokens: wide enough that
 # batches come out nearly padding-free, narrow enough that a batch is not made of one corner of

@@ -40,12 +40,14 @@ class RunRejected(ValueError):
 
 @dataclass(frozen=True)
 class RunProgress:
-    """What a page shows of a run: status, the step events so far, the log tail."""
+    """What a page shows of a run: status, the step events so far, the run's notes (choices the
+    training process made that the user did not spell out), the log tail."""
 
     run: RunRecord
     steps: list[dict[str, Any]] = field(default_factory=list)
     log_tail: str = ""
     stopping: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def last(self) -> dict[str, Any] | None:
@@ -173,12 +175,14 @@ class TrainingRunner:
         if run is None:
             return None
         run_dir = Path(run.output_dir)
-        steps = [e for e in read_events(run_dir / "progress.jsonl") if e.get("event") == "step"]
+        events = read_events(run_dir / "progress.jsonl")
+        steps = [e for e in events if e.get("event") == "step"]
+        notes = [str(e.get("message", "")) for e in events if e.get("event") == "note"]
         try:
             tail = "\n".join((run_dir / "train.log").read_text(errors="replace").splitlines()[-25:])
         except FileNotFoundError:
             tail = ""
-        return RunProgress(run, steps, tail, run_id in self._stopping)
+        return RunProgress(run, steps, tail, run_id in self._stopping, notes)
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         return self.store.list_runs(limit)

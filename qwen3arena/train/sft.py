@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qwen3arena.train.batching import LengthGroupedBatches, batching_args, drop_redundant_attention_masks
+from qwen3arena.train.batching import (
+    PACKED_ON_CPU,
+    LengthGroupedBatches,
+    batching_args,
+    drop_redundant_attention_masks,
+)
 from qwen3arena.train.common import (
     Emit,
     StopRequest,
@@ -50,6 +55,8 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(split_for_training(rows, config.answers_only))
+    if config.batching == "packed" and not torch.cuda.is_available():
+        emit("note", message=PACKED_ON_CPU)
 
     class LeanSFTTrainer(SFTTrainer):
         """trl computes its loss through its own fused LM head plus entropy and token-accuracy

@@ -22,7 +22,7 @@ from qwen3arena.config import REPO_ROOT, ConfigError
 from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
-    ALL_PROJECTIONS, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
+    ALL_PROJECTIONS, PACKED_ON_CPU, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
     length_stats, load_conversations, load_preferences, render_preference_preview, render_preview,
 )
 
@@ -239,6 +239,8 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
             cmd = (f"cat > run.yaml <<'EOF'\n{cfg}output_dir: runs/{config.name or 'NAME'}\nEOF\n"
                    "python -m qwen3arena.train run.yaml")
             status = f"✅ {len(rows)} rows, all valid."
+            if config.batching == "packed" and not _cuda():
+                status += f" ⚠️ {PACKED_ON_CPU}"
             if not dpo:
                 stats = length_stats(rows, tokenizer, config.max_length, config.per_device_train_batch_size)
                 status += " " + _lengths_note(stats, len(rows), config)
@@ -295,6 +297,7 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
                              f"elapsed {_duration(last.get('elapsed_s'))} · ETA {_duration(last.get('remaining_s'))}")
             elif run.status == "running":
                 lines.append("loading the model…")
+            lines += [f"ℹ️ {note}" for note in progress.notes]
             if run.error:
                 lines.append(f"⚠️ {run.error}")
             if run.wandb:
