@@ -143,6 +143,8 @@ def test_bad_requests_start_nothing(runtime, tmp_path):
         runner.submit(config(runtime, "x2", base_model=str(tmp_path / "nothing")))
     with pytest.raises(RunRejected, match="Batching 'rows': choose one of padded, grouped, packed"):
         runner.submit(config(runtime, "x3", batching="rows"))
+    with pytest.raises(RunRejected, match="Batching 'grouped' is for SFT"):
+        runner.submit(config(runtime, "x5", batching="grouped", method="dpo"))
     with pytest.raises(RunRejected, match="cannot be combined with padding_free"):
         runner.submit(config(runtime, "x4", batching="grouped", padding_free=True))
     assert len(runner.runs()) == before

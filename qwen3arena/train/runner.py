@@ -108,6 +108,9 @@ class TrainingRunner:
             raise RunRejected(f"Method {config.method!r}: choose one of {', '.join(METHODS)}.")
         if config.batching not in BATCHINGS:
             raise RunRejected(f"Batching {config.batching!r}: choose one of {', '.join(BATCHINGS)}.")
+        if config.method == "dpo" and config.batching != "padded":
+            raise RunRejected(f"Batching {config.batching!r} is for SFT; DPO batches preference pairs as padded "
+                              "rows: choose Padded rows.")
         if config.batching == "grouped" and config.padding_free:
             raise RunRejected("Batching 'grouped' pads its batches; it cannot be combined with padding_free.")
         if config.init_adapter and not (Path(config.init_adapter) / "adapter_config.json").exists():
