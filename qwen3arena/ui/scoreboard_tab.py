@@ -36,7 +36,8 @@ def _date(text: str | None) -> date | None:
 
 def _interval_plot(board: Scoreboard):
     data = board.intervals.dropna().sort_values("rating")
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(data), 1)))
+    # at least as tall as the matrices beside it, so a board of few models is readable
+    fig, ax = plt.subplots(figsize=(7, max(4.5, 0.5 + 0.45 * len(data))))
     if len(data):
         rows = np.arange(len(data), dtype=float)
         styled = board.style.ratings.set_index("model").reindex(data["model"]) if board.style is not None else None
