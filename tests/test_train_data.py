@@ -137,3 +137,23 @@ def test_length_stats_count_tokens_cuts_and_padding(tokenizer):
     # short and long answers mixed: random pairs are mostly padding, length-grouped ones are not
     mixed = length_stats([_chat(n) for n in (5, 300) * 100], tokenizer, max_length=1024, batch_size=2)
     assert mixed.padding_share > 0.2 and mixed.grouped_padding_share < 0.05
+    assert mixed.padded_steps == 100 and mixed.grouped_steps < 20, "fewer, fuller steps"
+
+
+def test_the_preview_suggests_grouping_with_the_steps_an_epoch_would_take():
+    from qwen3arena.train import LengthStats, LoraTrainConfig
+    from qwen3arena.ui.train_tab import _lengths_note
+
+    stats = LengthStats(measured=400, median=120, p95=900, longest=1500, truncated=3, padding_share=0.55,
+                        grouped_padding_share=0.04, padded_steps=50, grouped_steps=9)
+    config = LoraTrainConfig(name="n", base_model="b", dataset="d", output_dir="o", max_length=1024)
+    note = _lengths_note(stats, 400, config)
+    assert "3 row(s) are longer than max length 1,024" in note
+    assert "55% padding; grouped by length, 4%" in note
+    assert "takes 9 grouped steps instead of 50 padded ones" in note
+    config.batching = "grouped"
+    assert "batching is grouped" in _lengths_note(stats, 400, config) and "instead of" not in _lengths_note(
+        stats, 400, config)
+    calm = LengthStats(measured=400, median=120, p95=130, longest=140, truncated=0, padding_share=0.05,
+                       grouped_padding_share=0.01, padded_steps=50, grouped_steps=8)
+    assert "padding" not in _lengths_note(calm, 400, config)

@@ -179,6 +179,8 @@ class LengthStats:
     truncated: int         # rows longer than max_length: cut at max_length when training
     padding_share: float   # share of padded batches that would be padding (shuffled, batch_size rows)
     grouped_padding_share: float  # the same for length-grouped batches (batching "grouped")
+    padded_steps: int      # steps an epoch of the measured rows takes: padded rows
+    grouped_steps: int     # the same, grouped by length (up to batch x max_length tokens a step)
 
 
 def length_stats(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int,
@@ -206,7 +208,8 @@ def length_stats(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, ba
     return LengthStats(measured=len(lengths), median=int(statistics.median(lengths)),
                        p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], longest=ordered[-1],
                        truncated=sum(n > max_length for n in lengths),
-                       padding_share=padding(batches), grouped_padding_share=padding(grouped))
+                       padding_share=padding(batches), grouped_padding_share=padding(grouped),
+                       padded_steps=len(batches), grouped_steps=len(grouped))
 
 
 def load_preferences(path: str | Path, min_rows: int = MIN_ROWS) -> list[dict[str, Any]]:

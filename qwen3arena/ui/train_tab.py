@@ -59,7 +59,9 @@ def _lengths_note(stats: LengthStats, total: int, config: LoraTrainConfig) -> st
                  f"{stats.padding_share:.0%} padding; grouped by length, {stats.grouped_padding_share:.0%}")
         if config.batching == "padded":
             note += (". Batching \"Grouped by length\" (or \"Packed\" on a GPU) fills each step with about "
-                     "batch × max length tokens instead (an epoch then has fewer, larger steps).")
+                     f"batch × max length tokens instead: an epoch of {stats.measured:,} rows takes "
+                     f"{stats.grouped_steps:,} grouped steps instead of {stats.padded_steps:,} padded ones "
+                     "(mind the learning rate and warm-up).")
         else:
             note += f"; batching is {config.batching}."
     return note
