@@ -66,6 +66,11 @@ def test_run_files_from_before_batching_still_load():
     assert LoraTrainConfig.from_dict({**base, "packing": False}, "old.yaml").batching == "padded"
     with pytest.raises(ConfigError, match="'rows' is not one of"):
         LoraTrainConfig.from_dict({**base, "batching": "rows"}, "run.yaml")
+    # a stored run (reused from the Train tab) keeps its packing and drops fields no longer known
+    stored = {**base, "packing": True, "field_of_an_older_version": 1}
+    assert LoraTrainConfig.from_dict(stored, "run r1", drop_unknown=True).batching == "packed"
+    with pytest.raises(ConfigError, match="unknown keys"):
+        LoraTrainConfig.from_dict(stored, "run.yaml")
 
 
 # -- length-grouped token budgets -------------------------------------------------------------

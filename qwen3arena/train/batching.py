@@ -59,24 +59,22 @@ def token_budget_batches(lengths: Sequence[int], budget: int, seed: int,
     sorted by length within each window before the batches are cut, longest first."""
     if budget < 1:
         raise ValueError(f"token budget must be positive, got {budget}")
-    order = list(range(len(lengths)))
+    sizes = [max(int(n), 1) for n in lengths]
+    order = list(range(len(sizes)))
     random.Random(seed).shuffle(order)
     batches: list[list[int]] = []
     start = 0
     while start < len(order):
         end, tokens = start, 0
         while end < len(order) and (end == start or tokens < window_steps * budget):
-            tokens += max(int(lengths[order[end]]), 1)
+            tokens += sizes[order[end]]
             end += 1
-        window = sorted(order[start:end], key=lambda i: -int(lengths[i]))
         batch: list[int] = []
-        longest = 0
-        for index in window:
-            if batch and (len(batch) + 1) * longest > budget:
+        for index in sorted(order[start:end], key=lambda i: -sizes[i]):
+            # sorted: a batch's first row is its longest
+            if batch and (len(batch) + 1) * sizes[batch[0]] > budget:
                 batches.append(batch)
                 batch = []
-            if not batch:
-                longest = max(int(lengths[index]), 1)  # sorted: the first row is the longest
             batch.append(index)
         batches.append(batch)
         start = end
@@ -93,7 +91,7 @@ class LengthGroupedBatches:
 
     def __init__(self, lengths: Sequence[int], budget: int, seed: int) -> None:
         self.batches = token_budget_batches(lengths, budget, seed)
-        self._cost = [len(batch) * max(max(int(lengths[i]) for i in batch), 1) for batch in self.batches]
+        self._cost = [len(batch) * max(int(lengths[batch[0]]), 1) for batch in self.batches]  # longest first
         self.seed = seed
         self.epoch = 0
 

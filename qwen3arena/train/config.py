@@ -68,12 +68,16 @@ class LoraTrainConfig:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path))
 
     @classmethod
-    def from_dict(cls, data: dict, where: str) -> "LoraTrainConfig":
-        """Checked against the field types; unknown keys are an error naming `where`."""
+    def from_dict(cls, data: dict, where: str, drop_unknown: bool = False) -> "LoraTrainConfig":
+        """Checked against the field types; unknown keys are an error naming `where`, or, with
+        `drop_unknown` (a stored run that an older version wrote), left out. Keys an older
+        version used are read first either way."""
         data = dict(data)
         if "packing" in data:  # run files written before `batching` replaced `packing: bool`
             if data.pop("packing") is True:
                 data.setdefault("batching", "packed")
+        if drop_unknown:
+            data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return _build(cls, data, where)
 
     def to_yaml(self, path: str | Path) -> Path:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from qwen3arena.train.batching import token_budget_batches
 
 ROLES = {"system", "user", "assistant"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -187,11 +191,6 @@ def length_stats(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, ba
                  limit: int = 5000, seed: int = 0) -> LengthStats:
     """Lengths decide whether grouping or packing pays (mixed lengths waste most of a padded
     batch) and whether max_length cuts answers; both are easier to fix before a run than after."""
-    import random
-    import statistics
-
-    from qwen3arena.train.batching import token_budget_batches
-
     texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in rows[:limit]]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     kept = [min(n, max_length) for n in lengths]

@@ -140,8 +140,7 @@ class TrainingRunner:
         record = self.store.get_run(run_id)
         if record is None:
             raise RunRejected(f"No run {run_id!r}.")
-        known = LoraTrainConfig.__dataclass_fields__  # a field an older version wrote is dropped
-        config = LoraTrainConfig.from_dict({k: v for k, v in record.config.items() if k in known}, f"run {run_id}")
+        config = LoraTrainConfig.from_dict(record.config, f"run {run_id}", drop_unknown=True)
         taken = set(taken_names or ()) | {r.name for r in self.store.list_runs(limit=10_000)}
         stem = re.sub(r"-\d+$", "", config.name)
         number = 2
