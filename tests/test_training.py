@@ -42,6 +42,7 @@ def test_a_run_trains_reports_progress_registers_and_joins_the_arena(runtime):
     assert finished.status == "succeeded", finished.error
     progress = runner.progress(run.run_id)
     steps = progress.steps
+    assert progress.notes == []  # the default optimizer (fused AdamW) runs as asked, also on the CPU
     assert [e["step"] for e in steps] == list(range(1, 31))
     assert all(e["total"] == 30 and e["remaining_s"] >= 0 and e["tokens_per_s"] > 0 for e in steps)
     losses = [e["loss"] for e in steps]
@@ -102,12 +103,15 @@ def test_length_grouped_steps_fill_the_token_budget_and_learn(runtime):
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
 
 
-def test_packed_batching_on_a_cpu_trains_padded_and_says_so(runtime):
+def test_gpu_only_choices_on_a_cpu_fall_back_and_say_so(runtime):
+    """Packed batching trains padded, and Unsloth swaps the 8-bit optimizer for fused AdamW."""
     from qwen3arena.train import PACKED_ON_CPU
 
-    run = runtime.runner.submit(config(runtime, "test-packed-cpu", batching="packed", max_steps=2))
+    run = runtime.runner.submit(config(runtime, "test-packed-cpu", batching="packed", optim="adamw_8bit",
+                                       max_steps=2))
     assert runtime.runner.wait(run.run_id, timeout=300).status == "succeeded"
-    assert runtime.runner.progress(run.run_id).notes == [PACKED_ON_CPU]
+    assert runtime.runner.progress(run.run_id).notes == [
+        PACKED_ON_CPU, "optimizer adamw_8bit is not available here; using adamw_torch_fused"]
 
 
 def test_a_crash_is_reported_and_the_runner_goes_on(runtime, tmp_path):
@@ -143,6 +147,8 @@ def test_bad_requests_start_nothing(runtime, tmp_path):
         runner.submit(config(runtime, "x2", base_model=str(tmp_path / "nothing")))
     with pytest.raises(RunRejected, match="Batching 'rows': choose one of padded, grouped, packed"):
         runner.submit(config(runtime, "x3", batching="rows"))
+    with pytest.raises(RunRejected, match="Optimizer 'sgd': choose one of adamw_torch_fused, adamw_torch"):
+        runner.submit(config(runtime, "x6", optim="sgd"))
     with pytest.raises(RunRejected, match="Batching 'grouped' is for SFT"):
         runner.submit(config(runtime, "x5", batching="grouped", method="dpo"))
     with pytest.raises(RunRejected, match="cannot be combined with padding_free"):

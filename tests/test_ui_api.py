@@ -65,7 +65,7 @@ def test_an_earlier_runs_settings_refill_the_train_form(app_url, runtime):
     run = runtime.runner.submit(LoraTrainConfig(
         name="reuse-me", base_model=runtime.base_path, dataset=dataset, output_dir="", rank=8, alpha=16,
         target_modules=["q_proj", "v_proj"], learning_rate=7e-4, max_steps=9, per_device_train_batch_size=4,
-        max_length=128, seed=5, answers_only=False, round=2))
+        max_length=128, seed=5, answers_only=False, round=2, optim="adamw_torch"))
     runtime.runner.stop(run.run_id)  # queued: cancelled, its settings stay
     client = Client(app_url, verbose=False)
     message, *form = client.predict(run.run_id, api_name="/train_reuse")
@@ -75,7 +75,8 @@ def test_an_earlier_runs_settings_refill_the_train_form(app_url, runtime):
     assert (name, base, data, rank, alpha, sorted(targets)) == ("reuse-me-2", runtime.base_path, dataset, 8, 16,
                                                                 ["q_proj", "v_proj"])
     assert (lr, steps, batch, max_length, seed, answers_only) == (7e-4, 9, 4, 128, 5, False)
-    assert form[-2] == 2, "the round"
+    assert form[-3] == 2, "the round"
+    assert form[-1] == "adamw_torch", "the optimizer"
     # the refilled form is a valid run as it stands
     status, *_ = client.predict(*form, api_name="/train_preview")
     assert "rows, all valid" in status
@@ -85,7 +86,7 @@ def test_an_earlier_runs_settings_refill_the_train_form(app_url, runtime):
     warned, *_ = client.predict(*packed, api_name="/train_preview")
     assert "rows, all valid" in warned and "Packed batching needs a GPU" in warned
     ghost = list(form)
-    ghost[-3] = "ghost"  # the parent checkpoint
+    ghost[-4] = "ghost"  # the parent checkpoint
     refused, *_ = client.predict(*ghost, api_name="/train_preview")
     assert "'ghost' is not a registered LoRA checkpoint" in refused
     missing, *_ = client.predict("no-such-run", api_name="/train_reuse")

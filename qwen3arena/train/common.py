@@ -126,6 +126,7 @@ def trainer_args(config: LoraTrainConfig, out: Path) -> dict[str, Any]:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
+        optim=config.optim,  # explicit: Unsloth's patched configs would default to adamw_8bit
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
         warmup_steps=config.warmup_steps,
@@ -181,6 +182,21 @@ def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
                  gpu_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None)
 
     return Progress()
+
+
+def train_and_save(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Path, trainer: Any,
+                   stop: StopRequest, emit: Emit) -> dict[str, Any]:
+    """Runs the built trainer and saves what it trained; a stop before step 1 saves nothing."""
+    if stop.requested:
+        emit("stopped", step=0, saved=False)
+        return {"steps": 0, "stopped": True, "saved": False}
+    # Unsloth may swap the optimizer (8-bit needs a GPU): say which one actually runs
+    optim = str(getattr(trainer.args.optim, "value", trainer.args.optim))
+    if optim != config.optim:
+        emit("note", message=f"optimizer {config.optim} is not available here; using {optim}")
+    emit("training", total=trainer.state.max_steps or None, optim=optim)
+    result = trainer.train()
+    return save_checkpoint(model, tokenizer, config, out, trainer, result, stop, emit)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Path, trainer: Any,

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
-from qwen3arena.train.config import BATCHINGS, LoraTrainConfig
+from qwen3arena.train.config import BATCHINGS, OPTIMS, LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ class TrainingRunner:
             raise RunRejected(f"Method {config.method!r}: choose one of {', '.join(METHODS)}.")
         if config.batching not in BATCHINGS:
             raise RunRejected(f"Batching {config.batching!r}: choose one of {', '.join(BATCHINGS)}.")
+        if config.optim not in OPTIMS:
+            raise RunRejected(f"Optimizer {config.optim!r}: choose one of {', '.join(OPTIMS)}.")
         if config.method == "dpo" and config.batching != "padded":
             raise RunRejected(f"Batching {config.batching!r} is for SFT; DPO batches preference pairs as padded "
                               "rows: choose Padded rows.")

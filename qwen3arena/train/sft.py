@@ -24,7 +24,7 @@ from qwen3arena.train.common import (
     load_lora_model,
     prepare_environment,
     progress_callback,
-    save_checkpoint,
+    train_and_save,
     trainer_args,
 )
 from qwen3arena.train.config import LoraTrainConfig
@@ -113,9 +113,4 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
         ),
     )
     drop_redundant_attention_masks(trainer.data_collator)
-    if stop.requested:
-        emit("stopped", step=0, saved=False)
-        return {"steps": 0, "stopped": True, "saved": False}
-    emit("training", total=trainer.state.max_steps or None)
-    result = trainer.train()
-    return save_checkpoint(model, tokenizer, config, out, trainer, result, stop, emit)
+    return train_and_save(model, tokenizer, config, out, trainer, stop, emit)
