@@ -21,7 +21,7 @@ BATCHINGS: tuple[str, ...] = get_args(Batching)
 
 # transformers' names. Fused AdamW is one multi-tensor kernel per step; Unsloth's own default,
 # bitsandbytes' 8-bit AdamW, launches one update per LoRA tensor (392 at Qwen3-1.7B), which
-# cost about 30 ms of host time a step on an H200 and saves only ~100 MB of LoRA optimizer state.
+# took ~30 ms of host time a step in an H200 profile and saves only 100-250 MB of LoRA state.
 Optim = Literal["adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
 OPTIMS: tuple[str, ...] = get_args(Optim)
 
