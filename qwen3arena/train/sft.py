@@ -88,7 +88,11 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
             from torch.utils.data import DataLoader
 
             dataset = self._remove_unused_columns(self.train_dataset, description="training")
-            batches = LengthGroupedBatches([len(ids) for ids in dataset["input_ids"]],
+            import pyarrow.compute as pc
+
+            # lengths straight from the Arrow column: no Python list per row on a large dataset
+            lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
+            batches = LengthGroupedBatches(lengths,
                                            budget=config.per_device_train_batch_size * config.max_length,
                                            seed=config.seed)
             loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.data_collator,
