@@ -15,9 +15,12 @@ import torch
 
 from qwen3arena.config import ConfigError
 from qwen3arena.train.batching import (
+    GROUPED_CPU_MULTIPLE,
     LengthGroupedBatches,
     batching_args,
     drop_redundant_attention_masks,
+    grouping_multiple,
+    padded_length,
     token_budget_batches,
 )
 from qwen3arena.train.config import LoraTrainConfig
@@ -54,10 +57,15 @@ def test_padded_rows_on_a_gpu_stay_padded_and_the_cpu_keeps_unsloths_choice():
     assert "padding_free" not in batching_args(config(), cuda=False)
 
 
-def test_grouped_batches_are_padded_rectangles_on_any_device():
-    for cuda in (True, False):
-        assert batching_args(config(batching="grouped"), cuda) == {
-            "packing": False, "padding_free": False, "pad_to_multiple_of": None}
+def test_grouped_batches_are_padded_rectangles_rounded_on_a_cpu():
+    # on a CPU every new shape grows oneDNN's kernel cache; a multiple bounds the shapes
+    assert batching_args(config(batching="grouped"), cuda=True) == {
+        "packing": False, "padding_free": False, "pad_to_multiple_of": None}
+    assert batching_args(config(batching="grouped"), cuda=False) == {
+        "packing": False, "padding_free": False, "pad_to_multiple_of": GROUPED_CPU_MULTIPLE}
+    assert batching_args(config(batching="grouped", pad_to_multiple_of=8), cuda=True)["pad_to_multiple_of"] == 8
+    assert grouping_multiple(config(), cuda=False) == GROUPED_CPU_MULTIPLE
+    assert grouping_multiple(config(), cuda=True) == 1
 
 
 def test_run_files_from_before_batching_still_load():
@@ -103,6 +111,18 @@ def test_grouping_is_seeded_and_batches_are_not_one_corner_of_the_data():
     # rows of one length class come from all over the dataset, not from one block of indices
     batch = max(token_budget_batches(lengths, 4096, seed=1), key=len)
     assert max(batch) - min(batch) > len(lengths) / 2
+
+
+def test_rounded_rows_keep_the_budget_and_bound_the_shapes():
+    lengths = chat_lengths()
+    batches = token_budget_batches(lengths, budget=8 * 1024, seed=3, multiple=64)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    shapes = {(len(b), padded_length(max(lengths[i] for i in b), 64)) for b in batches}
+    assert all(rows * width <= 8 * 1024 for rows, width in shapes if rows > 1)
+    unrounded = {(len(b), max(lengths[i] for i in b)) for b in token_budget_batches(lengths, 8 * 1024, seed=3)}
+    assert len(shapes) < len(unrounded) / 3, (len(shapes), len(unrounded))
+    assert [padded_length(n, 32) for n in (1, 32, 33, 0)] == [32, 32, 64, 32]
+    assert padded_length(33) == 33
 
 
 def test_a_row_longer_than_the_budget_gets_a_batch_of_its_own():

@@ -137,6 +137,10 @@ def test_length_stats_count_tokens_cuts_and_padding(tokenizer):
     # short and long answers mixed: random pairs are mostly padding, length-grouped ones are not
     mixed = length_stats([_chat(n) for n in (5, 300) * 100], tokenizer, max_length=1024, batch_size=2)
     assert mixed.padding_share > 0.2 and mixed.grouped_padding_share < 0.05
+    # rounded up to a multiple (grouped batches on a CPU), the same batches carry more padding
+    rounded = length_stats([_chat(n) for n in (5, 300) * 100], tokenizer, max_length=1024, batch_size=2,
+                           grouped_multiple=256)
+    assert rounded.grouped_padding_share > mixed.grouped_padding_share + 0.1
     assert mixed.padded_steps == 100 and mixed.grouped_steps < 20, "fewer, fuller steps"
 
 

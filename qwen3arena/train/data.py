@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from qwen3arena.train.batching import token_budget_batches
+from qwen3arena.train.batching import padded_length, token_budget_batches
 
 ROLES = {"system", "user", "assistant"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -188,26 +188,28 @@ class LengthStats:
 
 
 def length_stats(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int,
-                 limit: int = 5000, seed: int = 0) -> LengthStats:
+                 limit: int = 5000, seed: int = 0, grouped_multiple: int = 1) -> LengthStats:
     """Lengths decide whether grouping or packing pays (mixed lengths waste most of a padded
-    batch) and whether max_length cuts answers; both are easier to fix before a run than after."""
+    batch) and whether max_length cuts answers; both are easier to fix before a run than after.
+    `grouped_multiple`: what grouped batches are padded to on this device (`grouping_multiple`)."""
     texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in rows[:limit]]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     kept = [min(n, max_length) for n in lengths]
     random.Random(seed).shuffle(kept)  # the Trainer shuffles too
     batches = [kept[i:i + batch_size] for i in range(0, len(kept), max(batch_size, 1))]
     grouped = [[kept[i] for i in batch]
-               for batch in token_budget_batches(kept, max(batch_size, 1) * max_length, seed)]
+               for batch in token_budget_batches(kept, max(batch_size, 1) * max_length, seed,
+                                                 multiple=grouped_multiple)]
 
-    def padding(batches: list[list[int]]) -> float:
-        padded = sum(max(b) * len(b) for b in batches if b)
+    def padding(batches: list[list[int]], multiple: int = 1) -> float:
+        padded = sum(padded_length(max(b), multiple) * len(b) for b in batches if b)
         return 1 - sum(kept) / padded if padded else 0.0
 
     ordered = sorted(lengths)
     return LengthStats(measured=len(lengths), median=int(statistics.median(lengths)),
                        p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], longest=ordered[-1],
                        truncated=sum(n > max_length for n in lengths),
-                       padding_share=padding(batches), grouped_padding_share=padding(grouped),
+                       padding_share=padding(batches), grouped_padding_share=padding(grouped, grouped_multiple),
                        padded_steps=len(batches), grouped_steps=len(grouped))
 
 

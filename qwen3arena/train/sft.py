@@ -94,7 +94,7 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
             lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
             batches = LengthGroupedBatches(lengths,
                                            budget=config.per_device_train_batch_size * config.max_length,
-                                           seed=config.seed)
+                                           seed=config.seed, multiple=self.args.pad_to_multiple_of or 1)
             loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.data_collator,
                                 num_workers=self.args.dataloader_num_workers,
                                 pin_memory=self.args.dataloader_pin_memory)

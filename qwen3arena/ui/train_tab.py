@@ -23,7 +23,7 @@ from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
     ALL_PROJECTIONS, PACKED_ON_CPU, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
-    length_stats, load_conversations, load_preferences, render_preference_preview, render_preview,
+    grouping_multiple, length_stats, load_conversations, load_preferences, render_preference_preview, render_preview,
 )
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
@@ -250,7 +250,8 @@ def build_train_tab(runtime: Runtime) -> TrainForm:
             if config.batching == "packed" and not _cuda():
                 status += f" ⚠️ {PACKED_ON_CPU}"
             if not dpo:
-                stats = length_stats(rows, tokenizer, config.max_length, config.per_device_train_batch_size)
+                stats = length_stats(rows, tokenizer, config.max_length, config.per_device_train_batch_size,
+                                     grouped_multiple=grouping_multiple(config, _cuda()))
                 status += " " + _lengths_note(stats, len(rows), config)
             return status, legend + "".join(parts), cmd
 
