@@ -35,6 +35,10 @@ class StopRequest:
 
 def prepare_environment(config: LoraTrainConfig) -> None:
     os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
+    if config.batching == "grouped":
+        # CPU: oneDNN caches kernels per batch shape (1,024 by default) and grouped batches change
+        # shape; 64 kept the speed and cut a run's growth (docs/benchmarks.md). Read at first use.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
     if config.wandb:
         os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
         if not os.environ.get("WANDB_API_KEY"):

@@ -56,7 +56,7 @@ class LoraTrainConfig:
     batching: Batching = "padded"
     packing_strategy: str = "bfd"  # trl, for "packed": "bfd" keeps conversations whole (padding-free rows)
     padding_free: bool | None = None  # "padded" only; None: padded on a GPU, Unsloth's choice on the CPU
-    pad_to_multiple_of: int | None = None  # padded batches: bound the number of distinct shapes
+    pad_to_multiple_of: int | None = None  # bounds distinct batch shapes (grouped on a CPU: 32 if unset)
     cudnn_attention: bool = False  # GPU: let SDPA use cuDNN attention (off measured faster on H100)
     gradient_checkpointing: bool = True
     warmup_steps: int = 0
