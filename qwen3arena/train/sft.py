@@ -85,11 +85,10 @@ def _train(config: LoraTrainConfig, rows: list[dict[str, Any]], out: Path, emit:
         def get_train_dataloader(self):
             if config.batching != "grouped":
                 return super().get_train_dataloader()
+            import pyarrow.compute as pc
             from torch.utils.data import DataLoader
 
             dataset = self._remove_unused_columns(self.train_dataset, description="training")
-            import pyarrow.compute as pc
-
             # lengths straight from the Arrow column: no Python list per row on a large dataset
             lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
             batches = LengthGroupedBatches(lengths,

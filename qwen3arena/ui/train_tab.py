@@ -22,15 +22,16 @@ from qwen3arena.config import REPO_ROOT, ConfigError
 from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import (
-    ALL_PROJECTIONS, PACKED_ON_CPU, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
+    ALL_PROJECTIONS, OPTIMS, PACKED_ON_CPU, DatasetError, LengthStats, LoraTrainConfig, RunRejected, TrainingFailed,
     grouping_multiple, length_stats, load_conversations, load_preferences, render_preference_preview, render_preview,
 )
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
 ACTIVE = ("queued", "running")
 BATCHING_CHOICES = [("Padded rows", "padded"), ("Grouped by length", "grouped"), ("Packed (GPU)", "packed")]
-OPTIMIZER_CHOICES = [("AdamW, fused (fastest)", "adamw_torch_fused"), ("AdamW", "adamw_torch"),
-                     ("AdamW 8-bit (bitsandbytes, GPU)", "adamw_8bit"), ("Paged AdamW 8-bit (GPU)", "paged_adamw_8bit")]
+OPTIMIZER_LABELS = {"adamw_torch_fused": "AdamW, fused (fastest)", "adamw_torch": "AdamW",
+                    "adamw_8bit": "AdamW 8-bit (bitsandbytes, GPU)", "paged_adamw_8bit": "Paged AdamW 8-bit (GPU)"}
+OPTIMIZER_CHOICES = [(OPTIMIZER_LABELS[name], name) for name in OPTIMS]  # a new optimizer needs a label
 
 
 def _cuda() -> bool:
