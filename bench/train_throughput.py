@@ -131,8 +131,9 @@ def run_bare(kind: str, checkpoint: str, seq: int, batch: int, steps: int, four_
     device = "cuda" if cuda else "cpu"
 
     if kind == "unsloth":
-        import unsloth  # noqa: F401
-        from unsloth import FastLanguageModel
+        from qwen3arena.train.isolation import import_unsloth
+
+        FastLanguageModel = import_unsloth().FastLanguageModel
 
         model, _ = FastLanguageModel.from_pretrained(checkpoint, max_seq_length=seq, load_in_4bit=four_bit, dtype=None)
         model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0,

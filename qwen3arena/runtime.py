@@ -17,6 +17,7 @@ from qwen3arena.auth import AccessControl
 from qwen3arena.campaigns import CampaignService
 from qwen3arena.config import REPO_ROOT, Settings
 from qwen3arena.evals import EvalRunner
+from qwen3arena.hardware import cpu_info
 from qwen3arena.harvest import Harvester, HarvestError, load_prompt_categories
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer, endpoint_contestant
 from qwen3arena.store import ModelRecord, RunRecord, Store
@@ -44,6 +45,7 @@ class Runtime:
 
     def start(self, wait: bool = False) -> None:
         """Prepares models and starts serving in the background (or inline with wait=True)."""
+        log.info("CPU: %s", cpu_info().summary())
         self._thread = threading.Thread(target=self._prepare, daemon=True, name="qwen3arena-startup")
         self._thread.start()
         if wait:

@@ -175,8 +175,8 @@ def test_unsloth_gives_a_right_padded_batch_the_same_loss_without_its_mask(tmp_p
     script = textwrap.dedent("""
         import sys
         import torch
-        import unsloth  # noqa: F401
-        from unsloth import FastLanguageModel
+        from qwen3arena.train.isolation import import_unsloth
+        FastLanguageModel = import_unsloth().FastLanguageModel
         model, tok = FastLanguageModel.from_pretrained(sys.argv[1], max_seq_length=64, dtype=None,
                                                        load_in_4bit=False)
         model = FastLanguageModel.get_peft_model(model, r=8, lora_alpha=16, lora_dropout=0,

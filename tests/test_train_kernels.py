@@ -85,7 +85,8 @@ def test_unsloth_takes_the_backported_kernel(tmp_path):
         from qwen3arena.train.attention import with_gqa_flag
         varlen.varlen_attn = with_gqa_flag(torch_2_11_varlen_attn)
         torch.backends.cuda.is_flash_attention_available = lambda: True
-        import unsloth  # noqa: F401
+        from qwen3arena.train.isolation import import_unsloth
+        import_unsloth()
         import unsloth.models  # noqa: F401  (on a CPU unsloth defers its model code)
         from unsloth.utils import attention_dispatch
         print("TAKEN", attention_dispatch._TORCH_VARLEN_ATTN is varlen.varlen_attn)

@@ -48,6 +48,10 @@ def test_a_run_trains_reports_progress_registers_and_joins_the_arena(runtime):
     losses = [e["loss"] for e in steps]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses  # it learns
     out = Path(finished.output_dir)
+    # the run kept vLLM out of its process (train/isolation.py): on a CPU without AVX-512 its
+    # compiled `vllm._C` kills the process; here it would be listed
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    assert [e["vllm_loaded"] for e in events if e["event"] == "process"] == [[]]
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.yaml",
                  "metrics.json"):
         assert (out / name).exists(), name

@@ -13,6 +13,7 @@ minor version rather than misread its output.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -28,7 +29,9 @@ from typing import Any, Callable, Literal, Sequence
 
 from qwen3arena.config import EvalSettings
 from qwen3arena.evals.report import BenchmarkScore, ReportError, collect, utcnow
-from qwen3arena.procs import die_with_parent, read_events, signal_group
+from qwen3arena.procs import die_with_parent, exit_reason, log_tail, read_events, signal_group
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "evals"
@@ -289,10 +292,9 @@ def _finish(job: EvalJob, datasets: list[EvalDataset], configs: dict[str, str],
 def _crash_reason(code: int | None, job: EvalJob) -> str | None:
     if code == 0:
         return None
-    if code in (-signal.SIGKILL, 137):
-        return "the EvalScope process was killed (out of memory?)"
-    tail = [line for line in job.log_tail(8).splitlines() if line.strip()][-3:]
-    return f"the EvalScope process exited with code {code}: " + " | ".join(tail)
+    reason = f"the EvalScope process ended: {exit_reason(code, job.log_tail(8), lines=3)}"
+    log.error("benchmark job %s: %s", job.job_id, reason)
+    return reason
 
 
 def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -363,22 +365,6 @@ def _new_job(model: str, base_url: str, datasets: Sequence[str | EvalDataset], w
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    """The last lines of a log, without colour codes or progress-bar redraws."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(f.seek(0, 2) - 64_000, 0))
-            text = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-    text = _ANSI.sub("", text)
-    kept = [part.split("\r")[-1].rstrip() for part in text.split("\n")]
-    return "\n".join([line for line in kept if line.strip()][-lines:])
-
-
 class EvalRunner:
     """Background benchmark jobs for the app: start() returns a job id at once; one job runs at a
     time (they share the vLLM server with the arena); pages poll get()/log_tail()."""

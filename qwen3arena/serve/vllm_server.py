@@ -23,7 +23,8 @@ from typing import Literal
 import httpx
 
 from qwen3arena.config import VLLMSettings
-from qwen3arena.procs import die_with_parent, running_command, signal_group
+from qwen3arena.hardware import cpu_info, describe_kernels, vllm_kernels
+from qwen3arena.procs import die_with_parent, exit_reason, log_tail, running_command, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ServerStatus:
     message: str
     log_tail: str
     adapters: tuple[str, ...]
+    kernels: tuple[str, ...] = ()  # vLLM's native libraries the running server loaded (hardware.py)
 
 
 class VLLMServer:
@@ -56,6 +58,7 @@ class VLLMServer:
         self._message = "not started"
         self._adapters: dict[str, str] = {}
         self._engine_loads = 0  # adapters loaded since the process started (served or not)
+        self._kernels: tuple[str, ...] = ()
         self._lock = threading.RLock()
         logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -96,6 +99,7 @@ class VLLMServer:
                 return
             self._kill_stale()
             self._engine_loads = 0
+            self._kernels = ()
             self._state, self._message = "starting", "starting vLLM (this takes 30-90 s on a CPU)"
             spawned = threading.Event()
             threading.Thread(target=self._supervise, args=(spawned,), daemon=True,
@@ -135,10 +139,16 @@ class VLLMServer:
                 with self._lock:
                     if self._state == "starting":
                         self._state = "failed"
-                        self._message = f"vLLM exited during start-up (exit code {process.poll()})"
+                        self._message = f"vLLM exited during start-up: {exit_reason(process.poll(), self.log_tail(8))}"
+                        log.error("%s", self._message)
                 return
             try:
                 if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
+                    kernels = tuple(vllm_kernels(process.pid))
+                    with self._lock:
+                        self._kernels = kernels
+                    log.info("vLLM is up (pid %s) on %s; kernels loaded: %s", process.pid,
+                             cpu_info().summary(), describe_kernels(list(kernels)))
                     self._load_queued_adapters()
                     return
             except httpx.HTTPError:
@@ -181,18 +191,17 @@ class VLLMServer:
             process = self._process
             if self._state == "ready" and process is not None and process.poll() is not None:
                 self._state = "failed"
-                self._message = f"vLLM stopped unexpectedly (exit code {process.poll()})"
+                self._message = f"vLLM stopped unexpectedly: {exit_reason(process.poll(), self.log_tail(8))}"
+                log.error("%s", self._message)
             return ServerStatus(
                 self._state, self.base_url, process.pid if process else None, self._message,
                 self.log_tail() if self._state == "failed" else "",
                 tuple(self._adapters) if self._state == "ready" else (),
+                self._kernels,
             )
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     # -- adapters ---------------------------------------------------------------------------
 

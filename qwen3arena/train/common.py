@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from qwen3arena.train.attention import backport_varlen_gqa
 from qwen3arena.train.config import LoraTrainConfig
 from qwen3arena.train.data import DatasetError
+from qwen3arena.train.isolation import import_unsloth, vllm_in_process
 
 Emit = Callable[..., None]
 
@@ -34,7 +35,6 @@ class StopRequest:
 
 
 def prepare_environment(config: LoraTrainConfig) -> None:
-    os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
     if config.batching == "grouped":
         # CPU: oneDNN caches kernels per batch shape (1,024 by default) and grouped batches change
         # shape; 64 kept the speed and cut a run's growth (docs/benchmarks.md). Read at first use.
@@ -64,8 +64,7 @@ def load_lora_model(config: LoraTrainConfig, emit: Emit) -> tuple[Any, Any]:
     if backport_varlen_gqa():
         emit("note", message="torch lacks varlen_attn(enable_gqa=); backported so packed batches "
                              "run on one flash varlen kernel")
-    import unsloth  # noqa: F401  (must come first: it patches trl/transformers/peft)
-    from unsloth import FastLanguageModel
+    FastLanguageModel = import_unsloth().FastLanguageModel  # first: it patches trl/transformers/peft
 
     rank, alpha, targets = config.rank, config.alpha, list(config.target_modules)
     parent = _parent_adapter_config(config.init_adapter) if config.init_adapter else None
@@ -217,5 +216,7 @@ def save_checkpoint(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Pa
                "method": config.method, "losses": losses}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     summary = {k: v for k, v in metrics.items() if k != "losses"}
+    # proof that the run kept vLLM out (isolation.py): empty unless a probe slipped past it
+    emit("process", vllm_loaded=vllm_in_process())
     emit("stopped" if stop.requested else "done", **summary)
     return metrics

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from qwen3arena.train.isolation import import_unsloth
 
 
 def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     """Base weights + adapter merged into one 16-bit model directory (with its tokenizer)."""
-    os.environ.setdefault("UNSLOTH_SKIP_TORCHVISION_CHECK", "1")
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
-    import unsloth  # noqa: F401
-    from unsloth import FastLanguageModel
+    FastLanguageModel = import_unsloth().FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter_dir), load_in_4bit=False)
     model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from qwen3arena.procs import read_events
+from qwen3arena.procs import exit_reason, log_tail, read_events
 from qwen3arena.train.config import LoraTrainConfig
 
 
@@ -46,8 +46,9 @@ def run_training_subprocess(
                 break
             time.sleep(0.5)
     if code != 0:
-        tail = "\n".join(log_path.read_text().splitlines()[-30:])
-        raise TrainingFailed(f"training run {config.name!r} failed (exit {code}):\n{tail}")
+        failed = next((e for e in reversed(read_events(progress)) if e.get("event") == "failed"), None)
+        reason = failed.get("reason") if failed else exit_reason(code, log_tail(log_path, 30), lines=30)
+        raise TrainingFailed(f"training run {config.name!r} failed: {reason}")
     return out
 
 
@@ -61,6 +62,6 @@ def export_merged_subprocess(adapter_dir: str | Path, out_dir: str | Path, timeo
         env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
     )
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
-        raise TrainingFailed(f"export of {adapter_dir} failed (exit {result.returncode}):\n{tail}")
+        reason = exit_reason(result.returncode, result.stdout + result.stderr, lines=15)
+        raise TrainingFailed(f"export of {adapter_dir} failed: {reason}")
     return out_dir

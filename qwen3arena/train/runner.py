@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from qwen3arena.procs import die_with_parent, read_events, running_command, signal_group
+from qwen3arena.procs import die_with_parent, exit_reason, log_tail, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
 from qwen3arena.train.config import BATCHINGS, OPTIMS, LoraTrainConfig
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
@@ -182,10 +182,7 @@ class TrainingRunner:
         events = read_events(run_dir / "progress.jsonl")
         steps = [e for e in events if e.get("event") == "step"]
         notes = [str(e.get("message", "")) for e in events if e.get("event") == "note"]
-        try:
-            tail = "\n".join((run_dir / "train.log").read_text(errors="replace").splitlines()[-25:])
-        except FileNotFoundError:
-            tail = ""
+        tail = log_tail(run_dir / "train.log", 25)
         return RunProgress(run, steps, tail, run_id in self._stopping, notes)
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
@@ -297,11 +294,9 @@ class TrainingRunner:
             status, error = "stopped", None if saved else "stopped before the first step; no adapter"
         elif final and final["event"] == "failed":
             status, error = "failed", final.get("reason")
-        elif code in (-signal.SIGKILL, 137):
-            status, error = "failed", "killed (out of memory, or a forced stop)"
         else:
-            tail = (Path(run.output_dir) / "train.log").read_text(errors="replace").splitlines()[-5:]
-            status, error = "failed", f"exit code {code}: " + " | ".join(tail)
+            status, error = "failed", exit_reason(code, log_tail(Path(run.output_dir) / "train.log"))
+            log.error("training run %s (%s) failed: %s", run.name, run.run_id, error)
         if final and final["event"] in ("done", "stopped"):
             metrics.update({k: v for k, v in final.items() if k not in ("event", "time")})
         run = replace(run, status=status, error=error, finished_at=utcnow(), metrics=metrics)

