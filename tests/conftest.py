@@ -17,6 +17,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CONTESTANTS = ("tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty")
 
+# Fixtures that build models, start vLLM, the web app or a browser: a test using any of them is
+# "slow". The fast lane (README) is `pytest -m "not slow"`: everything that needs no server.
+SLOW_FIXTURES = {"embedded_models", "runtime", "app_url", "public_app", "browser", "campaign"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: needs the models, a vLLM server, the web app, a browser, "
+                                       "or starts Unsloth, vLLM or EvalScope processes (deselect with -m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -127,6 +127,7 @@ def test_roles_through_gradio_client(public_app, runtime):
     labeller.predict(api_name="/label_campaigns")  # allowed
     summary, rows, _ = admin.predict(api_name="/models_status")
     assert "Contestants up" in summary
+    assert "**CPU:**" in summary and "**vLLM kernels loaded:** _C" in summary  # which CPU, which kernels
     # the arena is open to anonymous visitors in public mode
     result = anonymous.predict("y" * 5000, api_name="/send")
     assert "limit is 4,000" in json.dumps(result)

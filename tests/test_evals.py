@@ -160,6 +160,7 @@ def test_the_table_refuses_a_failed_row_with_a_score(tmp_path):
 
 # -- (c) a failed EvalScope run --------------------------------------------------------------------
 
+@pytest.mark.slow  # starts Unsloth, vLLM or EvalScope
 def test_a_dead_endpoint_fails_with_the_reason_and_stores_no_score(tmp_path):
     """Preflight off: EvalScope itself runs against a closed port and crashes; the job is failed
     with that reason, and the rows it leaves in DuckDB carry no score."""

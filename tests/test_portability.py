@@ -56,6 +56,7 @@ def test_an_exit_is_named_by_its_signal_and_meaning(code, expected):
     assert (exit_signal(code) is None) == (code in (1, 2))
 
 
+@pytest.mark.slow  # starts Unsloth, vLLM or EvalScope
 def test_the_emulated_cpu_kills_a_plain_unsloth_import_and_spares_the_projects(monkeypatch, tmp_path):
     """The control: the fixture really reproduces the SIGILL (a bare `import unsloth` dies as it
     did on an AMD Zen 3), and the one import path the project uses survives it."""
@@ -71,6 +72,7 @@ def test_the_emulated_cpu_kills_a_plain_unsloth_import_and_spares_the_projects(m
     assert isolated.returncode == 0 and "LOADED []" in isolated.stdout, isolated.stderr[-3000:]
 
 
+@pytest.mark.slow  # starts Unsloth, vLLM or EvalScope
 def test_vllm_imported_first_is_refused_with_the_reason():
     code = ("import vllm\nfrom qwen3arena.train.isolation import import_unsloth\n"
             "try:\n    import_unsloth()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n")

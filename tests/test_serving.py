@@ -97,6 +97,7 @@ def test_a_new_adapter_joins_at_run_time_and_capacity_keeps_a_slot_free(runtime,
     assert "concise-copy" not in {m["id"] for m in httpx.get(f"{server.base_url}/models").json()["data"]}
 
 
+@pytest.mark.slow  # starts Unsloth, vLLM or EvalScope
 def test_a_vllm_that_cannot_start_reports_its_log_and_leaves_no_process(tmp_path):
     settings = VLLMSettings(port=free_port(), startup_timeout_s=240)
     server = VLLMServer(settings, model_path=str(tmp_path / "no-such-model"),
@@ -123,3 +124,20 @@ def test_a_dead_endpoint_is_reported_without_naming_the_model():
         list(events)
     assert info.value.public == "could not reach the model server"
     assert "secret-model-name" not in info.value.public
+
+
+def test_the_server_reports_the_kernels_vllm_chose_for_this_cpu(runtime):
+    """Read from the server's memory map, and the ones vLLM's own rule picks for this CPU
+    (vllm/platforms/cpu.py:import_kernels), whatever CPU the suite runs on."""
+    import torch
+
+    from qwen3arena.hardware import cpu_info, describe_kernels
+
+    if torch.cpu._is_avx512_supported():
+        expected = "_C" if torch.cpu._is_avx512_bf16_supported() else "_C_AVX512"
+    else:
+        expected = "_C_AVX2"
+    kernels = runtime.server.status().kernels
+    assert expected in kernels and not {"_C", "_C_AVX512", "_C_AVX2"} - {expected} & set(kernels), kernels
+    assert describe_kernels(list(kernels)).startswith(expected + " (")
+    assert cpu_info().native_bf16 == torch.cpu._is_avx512_bf16_supported() or "amx_bf16" in cpu_info().flags

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -75,6 +76,7 @@ def test_on_a_cpu_nothing_is_patched():
     assert varlen.varlen_attn is before
 
 
+@pytest.mark.slow  # starts Unsloth, vLLM or EvalScope
 def test_unsloth_takes_the_backported_kernel(tmp_path):
     """Unsloth reads the kernel once at import; with the backport in place it must pick it up
     (a wrapper whose signature still looked like torch 2.11's was silently ignored once)."""

@@ -13,17 +13,8 @@ Importing this package loads neither openai nor duckdb.
 
 from qwen3arena.judge.parse import Verdict, parse_verdict
 from qwen3arena.judge.prompts import PROMPT_VERSION
-from qwen3arena.judge.service import (
-    STRONG_WEIGHT,
-    GameResult,
-    Judge,
-    JudgeError,
-    JudgeSettings,
-    Pair,
-    PairJudgement,
-    as_votes,
-    combine,
-)
+from qwen3arena.judge.games import STRONG_WEIGHT, GameResult, Pair, PairJudgement, as_votes, combine
+from qwen3arena.judge.service import Judge, JudgeError, JudgeSettings
 from qwen3arena.judge.store import JudgeStore
 
 __all__ = [

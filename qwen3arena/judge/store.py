@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from qwen3arena.judge.parse import Verdict
-from qwen3arena.judge.service import GameResult, JudgeReply, PairJudgement, combine
+from qwen3arena.judge.games import GameResult, JudgeReply, PairJudgement, combine
 
 if TYPE_CHECKING:
     from qwen3arena.store import Store

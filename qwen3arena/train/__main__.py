@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from qwen3arena.train.config import LoraTrainConfig
+from qwen3arena.config import ConfigError
+from qwen3arena.train.config import LoraTrainConfig, RunRejected
 from qwen3arena.train.data import DatasetError
 
 
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="run arguments (LoraTrainConfig as YAML)")
     parser.add_argument("--progress", type=Path, help="JSONL file for progress events")
     args = parser.parse_args(argv)
-    config = LoraTrainConfig.from_yaml(args.config)
+    try:  # the same rules the app's runner applies: a run.yaml from a shell is checked alike
+        config = LoraTrainConfig.from_yaml(args.config)
+        config.check_runnable()
+    except (RunRejected, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     progress = args.progress or Path(config.output_dir) / "progress.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
     if config.method == "dpo":

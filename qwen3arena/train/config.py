@@ -7,6 +7,7 @@ reproduces the run from a shell.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -25,7 +26,16 @@ BATCHINGS: tuple[str, ...] = get_args(Batching)
 Optim = Literal["adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
 OPTIMS: tuple[str, ...] = get_args(Optim)
 
+# sft: trl SFTTrainer on conversations; dpo: trl DPOTrainer on preference pairs
+Method = Literal["sft", "dpo"]
+METHODS: tuple[str, ...] = get_args(Method)
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class RunRejected(ValueError):
+    """The run cannot be queued or started; the message says why and is safe to show."""
 
 
 @dataclass
@@ -66,9 +76,39 @@ class LoraTrainConfig:
     wandb_run_name: str | None = None
     parent: str | None = None      # checkpoint this round continues from (lineage)
     round: int | None = None
-    method: str = "sft"            # sft: trl SFTTrainer; dpo: trl DPOTrainer on preference pairs
+    method: Method = "sft"         # sft: trl SFTTrainer; dpo: trl DPOTrainer on preference pairs
     beta: float = 0.1              # DPO: how far the policy may move from the reference
     init_adapter: str | None = None  # adapter directory whose weights start this run (the parent's)
+
+    def __post_init__(self) -> None:
+        """The rules every way in (form, YAML, CLI, API, a stored run) is held to, as trl's
+        configs check themselves. An empty name is allowed here (a form previews before it is
+        named); check_runnable() demands one."""
+        if self.name and not NAME_PATTERN.match(self.name):
+            raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise RunRejected("Set epochs above 0 or max steps above 0.")
+        if self.method not in METHODS:
+            raise RunRejected(f"Method {self.method!r}: choose one of {', '.join(METHODS)}.")
+        if self.batching not in BATCHINGS:
+            raise RunRejected(f"Batching {self.batching!r}: choose one of {', '.join(BATCHINGS)}.")
+        if self.optim not in OPTIMS:
+            raise RunRejected(f"Optimizer {self.optim!r}: choose one of {', '.join(OPTIMS)}.")
+        if self.method == "dpo" and self.batching != "padded":
+            raise RunRejected(f"Batching {self.batching!r} is for SFT; DPO batches preference pairs as padded "
+                              "rows: choose Padded rows.")
+        if self.batching == "grouped" and self.padding_free:
+            raise RunRejected("Batching 'grouped' pads its batches; it cannot be combined with padding_free.")
+
+    def check_runnable(self) -> None:
+        """What a run needs besides valid fields: a name, and the local files it starts from."""
+        if not self.name:
+            raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        base = Path(self.base_model).expanduser()
+        if self.base_model.startswith(("/", ".", "~")) and not (base / "config.json").exists():
+            raise RunRejected(f"Base model {self.base_model!r}: no model there (config.json missing).")
+        if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").exists():
+            raise RunRejected(f"Parent adapter {self.init_adapter!r}: no adapter there (adapter_config.json missing).")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":

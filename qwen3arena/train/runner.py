@@ -25,17 +25,11 @@ from typing import Any, Callable
 
 from qwen3arena.procs import die_with_parent, exit_reason, log_tail, read_events, running_command, signal_group
 from qwen3arena.store import RunRecord, Store, utcnow
-from qwen3arena.train.config import BATCHINGS, OPTIMS, LoraTrainConfig
+from qwen3arena.train.config import LoraTrainConfig, RunRejected
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
 log = logging.getLogger(__name__)
 
-METHODS = ("sft", "dpo")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class RunRejected(ValueError):
-    """The run cannot be queued; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -92,31 +86,12 @@ class TrainingRunner:
     def submit(self, config: LoraTrainConfig, join_arena: bool = False,
                taken_names: set[str] | None = None) -> RunRecord:
         """Checks the run (name, dataset, base model) and queues it; nothing starts on error."""
-        if not NAME_PATTERN.match(config.name or ""):
-            raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        config.check_runnable()  # the field rules ran when the config was built (LoraTrainConfig)
         active = {r.name for r in self.store.runs_in_state("queued", "running")}
         if config.name in active:
             raise RunRejected(f"A run named {config.name!r} is already queued or running.")
         if config.name in (taken_names or set()):
             raise RunRejected(f"A checkpoint named {config.name!r} exists; choose another name.")
-        base = Path(config.base_model).expanduser()
-        if config.base_model.startswith(("/", ".", "~")) and not (base / "config.json").exists():
-            raise RunRejected(f"Base model {config.base_model!r}: no model there (config.json missing).")
-        if config.max_steps <= 0 and config.num_train_epochs <= 0:
-            raise RunRejected("Set epochs above 0 or max steps above 0.")
-        if config.method not in METHODS:
-            raise RunRejected(f"Method {config.method!r}: choose one of {', '.join(METHODS)}.")
-        if config.batching not in BATCHINGS:
-            raise RunRejected(f"Batching {config.batching!r}: choose one of {', '.join(BATCHINGS)}.")
-        if config.optim not in OPTIMS:
-            raise RunRejected(f"Optimizer {config.optim!r}: choose one of {', '.join(OPTIMS)}.")
-        if config.method == "dpo" and config.batching != "padded":
-            raise RunRejected(f"Batching {config.batching!r} is for SFT; DPO batches preference pairs as padded "
-                              "rows: choose Padded rows.")
-        if config.batching == "grouped" and config.padding_free:
-            raise RunRejected("Batching 'grouped' pads its batches; it cannot be combined with padding_free.")
-        if config.init_adapter and not (Path(config.init_adapter) / "adapter_config.json").exists():
-            raise RunRejected(f"Parent adapter {config.init_adapter!r}: no adapter there (adapter_config.json missing).")
         # DatasetError names the row
         rows = load_preferences(config.dataset) if config.method == "dpo" else load_conversations(config.dataset)
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
