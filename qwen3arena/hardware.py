@@ -8,6 +8,7 @@ the start-up log instead of guessing (docs/install.md lists the CPUs this was ru
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,10 @@ class CpuInfo:
         return f"{self.model or 'unknown CPU'}, {self.cores} cores: {isa}, {native}"
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
-    """The first processor's model name and flags (all cores of a machine share them)."""
+    """The first processor's model name and flags (all cores of a machine share them); read once,
+    the Models tab asks on every refresh."""
     model, flags, cores = "", frozenset(), 0
     try:
         text = Path(path).read_text(errors="replace")
@@ -64,11 +67,11 @@ def cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
     return CpuInfo(model, flags, cores)
 
 
-def vllm_kernels(pid: int) -> list[str]:
-    """vLLM's native libraries mapped by a server process or its engine workers, e.g.
+def vllm_kernels(pid: int, children: bool = True) -> list[str]:
+    """vLLM's native libraries mapped by a process (and, for a server, its engine workers), e.g.
     ["_C_AVX2"], read from /proc (exact: what was loaded, not what should have been)."""
     names = set()
-    for member in process_tree(pid):
+    for member in process_tree(pid) if children else [pid]:
         for path in mapped_files(member):
             if "/vllm/" in path and path.endswith(".so"):
                 names.add(Path(path).name.split(".")[0])

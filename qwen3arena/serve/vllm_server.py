@@ -23,7 +23,7 @@ from typing import Literal
 import httpx
 
 from qwen3arena.config import VLLMSettings
-from qwen3arena.hardware import cpu_info, describe_kernels, vllm_kernels
+from qwen3arena.hardware import describe_kernels, vllm_kernels
 from qwen3arena.procs import die_with_parent, exit_reason, log_tail, running_command, signal_group
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ class VLLMServer:
                     kernels = tuple(vllm_kernels(process.pid))
                     with self._lock:
                         self._kernels = kernels
-                    log.info("vLLM is up (pid %s) on %s; kernels loaded: %s", process.pid,
-                             cpu_info().summary(), describe_kernels(list(kernels)))
+                    # the app logged the CPU at start-up (runtime.py); this says what vLLM made of it
+                    log.info("vLLM is up (pid %s); kernels loaded: %s", process.pid, describe_kernels(list(kernels)))
                     self._load_queued_adapters()
                     return
             except httpx.HTTPError:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from types import ModuleType
 
-from qwen3arena.procs import mapped_files
+from qwen3arena.hardware import vllm_kernels
 
 
 class VLLMAlreadyImported(RuntimeError):
@@ -55,6 +54,4 @@ def vllm_in_process() -> list[str]:
     behind the import system's back is seen too."""
     modules = sorted(name for name, module in sys.modules.items()
                      if (name == "vllm" or name.startswith("vllm.")) and module is not None)
-    libraries = sorted(Path(path).name for path in mapped_files(os.getpid())
-                       if "/vllm/" in path and path.endswith(".so"))
-    return modules + libraries
+    return modules + [f"{name} (native)" for name in vllm_kernels(os.getpid(), children=False)]
