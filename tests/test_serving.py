@@ -60,9 +60,9 @@ def test_every_answer_under_concurrency_comes_from_its_own_model(runtime, embedd
     pid = server.status().pid
     concise = str(embedded_models.adapters["tiny-qwen3-concise"])
     for cycle in range(2):  # two checkpoints join, answer and leave: the engine has held 4 adapters
-        runtime.add_adapter(f"cycle-{cycle}", concise)
+        runtime.checkpoints.add_adapter(f"cycle-{cycle}", concise)
         assert answer(server.base_url, f"cycle-{cycle}", PROMPTS[0])
-        runtime.remove_adapter(f"cycle-{cycle}")
+        runtime.checkpoints.unpublish(f"cycle-{cycle}")
     status = server.status()
     assert status.state == "ready" and status.pid != pid, "vLLM restarted to free the slots"
     assert set(status.adapters) == {"tiny-qwen3-concise", "tiny-qwen3-chatty"}
@@ -81,7 +81,7 @@ def test_every_answer_under_concurrency_comes_from_its_own_model(runtime, embedd
 def test_a_new_adapter_joins_at_run_time_and_capacity_keeps_a_slot_free(runtime, embedded_models):
     server = runtime.server
     concise = embedded_models.adapters["tiny-qwen3-concise"]
-    runtime.add_adapter("concise-copy", str(concise))
+    runtime.checkpoints.add_adapter("concise-copy", str(concise))
     try:
         assert "concise-copy" in {c.name for c in runtime.pool.available()}
         assert answer(server.base_url, "concise-copy", PROMPTS[0]) == answer(server.base_url, "tiny-qwen3-concise", PROMPTS[0])
@@ -90,7 +90,7 @@ def test_a_new_adapter_joins_at_run_time_and_capacity_keeps_a_slot_free(runtime,
         with pytest.raises(AdapterError, match="one LoRA slot must stay free"):
             server.load_adapter("one-too-many", str(concise))
         with pytest.raises(AdapterError, match="not a LoRA adapter"):
-            runtime.add_adapter("bogus", str(Path(concise).parent))
+            runtime.checkpoints.add_adapter("bogus", str(Path(concise).parent))
     finally:
         server.unload_adapter("concise-copy")
         runtime.pool.remove("concise-copy")

@@ -139,3 +139,21 @@ def test_the_file_is_readable_with_plain_duckdb(tmp_path):
         "SELECT v.outcome, b.conversation_a->>'$[1].content' FROM votes v JOIN battles b USING (battle_id)"
     ).fetchone()
     assert row == ("both_bad", "A")
+
+
+def test_work_handed_to_a_vote_shares_its_transaction(tmp_path):
+    store = Store(tmp_path / "db.duckdb")
+    store.save_battle(BattleRecord("b1", "anon:1", "m1", "m2", status="ready", turns=1))
+    seen = []
+
+    def fail(execute):
+        seen.append(execute("SELECT count(*) FROM votes WHERE battle_id = 'b1'")[0][0])
+        raise RuntimeError("after the vote, before the commit")
+
+    with pytest.raises(RuntimeError):
+        store.record_vote("b1", "tie", "anon:1", then=fail)
+    assert seen == [1], "the vote is visible inside its own transaction"
+    assert store.list_votes() == [] and store.get_battle("b1").status == "ready", "both rolled back"
+    vote = store.record_vote("b1", "tie", "anon:1", then=lambda execute: seen.append("closed"))
+    assert seen[-1] == "closed" and [v.vote_id for v in store.list_votes()] == [vote.vote_id]
+    store.close()

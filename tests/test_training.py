@@ -67,7 +67,7 @@ def test_a_run_trains_reports_progress_registers_and_joins_the_arena(runtime):
         if isinstance(event, ChatResult):
             answer = event.content
     assert answer
-    runtime.remove_adapter("test-round-1")
+    runtime.checkpoints.unpublish("test-round-1")
     assert "test-round-1" not in runtime.pool.names()
     with pytest.raises(RunRejected, match="exists"):
         runner.submit(config(runtime, "test-round-1"), taken_names={m.name for m in runtime.store.list_models()})

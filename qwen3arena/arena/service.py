@@ -3,6 +3,8 @@
 Everything the UI may show comes out as TurnView or a rejection message, and neither names
 a model until vote() returns the Reveal. Live battles sit in memory keyed by a random id;
 every finished turn is written to the store, so a vote always refers to persisted answers.
+Both chat panes are rendered here from the battle itself (TurnView.chats): the server's
+conversation is the only one, a browser's copy is never read back.
 """
 
 from __future__ import annotations
@@ -14,29 +16,33 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from qwen3arena.errors import Refused
 from qwen3arena.arena.leaks import find_identity_leak
+from qwen3arena.arena.panes import LiveAnswer, render_pane
 from qwen3arena.arena.sampling import model_weights, sample_pair
 from qwen3arena.config import ArenaSettings
 from qwen3arena.serve import ChatError, ChatResult, Contestant, ContestantPool, Delta, stream_chat
-from qwen3arena.store import BattleRecord, Outcome, Store
+from qwen3arena.store import BattleRecord, Execute, Outcome, Store
 
 
 
-class ArenaError(ValueError):
+class ArenaError(Refused, ValueError):
     """A request the arena refuses; the message is safe to show (it names no model)."""
 
 
 @dataclass(frozen=True)
 class TurnView:
-    """What a browser may see of a battle in progress: text only, no identities."""
+    """What a browser may see of a battle in progress: text only, no identities. `chats` are
+    both whole conversations as the panes show them, the turn in flight included."""
 
     answers: tuple[str, str]
     thinking: tuple[str, str]
     errors: tuple[str | None, str | None]
     finished: bool
     votable: bool
+    chats: tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -167,9 +173,11 @@ class Arena:
             battle.busy.release()
 
     def vote(self, battle_id: str, outcome: Outcome, voter: str,
-             reason: str | None = None, comment: str | None = None) -> Reveal:
-        """Records the battle's only vote and reveals the names. Nothing is written on refusal."""
-        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment)
+             reason: str | None = None, comment: str | None = None,
+             then: Callable[[Execute], None] | None = None) -> Reveal:
+        """Records the battle's only vote and reveals the names. Nothing is written on refusal.
+        `then` runs in the vote's transaction (a campaign closes its slot; see Store.record_vote)."""
+        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
         with self._lock:
             self._battles.pop(battle_id, None)
         return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
@@ -229,6 +237,7 @@ class Arena:
         running = 2
         last_yield = 0.0
         try:
+            yield self._view(battle, finished=False)  # the new message shows before any answer
             while running:
                 try:
                     item = updates.get(timeout=0.1)
@@ -288,12 +297,18 @@ class Arena:
     def _view(self, battle: _Battle, finished: bool) -> TurnView:
         a, b = battle.sides
         show_thinking = self.settings.thinking == "folded"
+
+        def chat(side: _Side) -> list[dict[str, Any]]:
+            live = LiveAnswer(side.answer, side.reasoning if show_thinking else "", side.error, not finished)
+            return render_pane(side.messages, side.thinking if show_thinking else (), live)
+
         return TurnView(
             answers=(a.answer, b.answer),
             thinking=(a.reasoning if show_thinking else "", b.reasoning if show_thinking else ""),
             errors=(a.error, b.error),
             finished=finished,
             votable=finished and not (a.error or b.error),
+            chats=(chat(a), chat(b)),
         )
 
     def _save(self, battle: _Battle, status: str) -> None:

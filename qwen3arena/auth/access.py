@@ -26,6 +26,7 @@ from typing import Any, Iterable, Literal, Mapping
 
 import yaml
 
+from qwen3arena.errors import Refused
 from qwen3arena.auth.passwords import DUMMY_HASH, is_password_hash, verify_password
 from qwen3arena.config import AccountSpec, AuthSettings, ConfigError, _build
 
@@ -36,7 +37,7 @@ WRONG_LOGIN = "Wrong username or password."
 MAX_LOCKOUT_S = 3600.0
 
 
-class LoginThrottled(ValueError):
+class LoginThrottled(Refused, ValueError):
     """Too many wrong passwords for one username; `retry_after_s` says when to try again."""
 
     def __init__(self, retry_after_s: float):
@@ -81,11 +82,11 @@ class LoginThrottle:
             self._misses.pop(username.casefold(), None)
 
 
-class LoginFailed(ValueError):
+class LoginFailed(Refused, ValueError):
     """The login was refused; the message is the same whichever part was wrong."""
 
 
-class Forbidden(PermissionError):
+class Forbidden(Refused, PermissionError):
     """The caller's role may not do this; the message is safe to show."""
 
 

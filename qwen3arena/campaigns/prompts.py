@@ -11,13 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwen3arena.errors import Refused
 from qwen3arena.config import REPO_ROOT
 
 SHIPPED_DIR = REPO_ROOT / "data" / "prompts"
 MAX_PROMPT_CHARS = 4000
 
 
-class PromptFileError(ValueError):
+class PromptFileError(Refused, ValueError):
     """The prompt file cannot be used; the message names each bad line and why."""
 
 

@@ -15,6 +15,7 @@ from qwen3arena.evals.runner import (
     EVALSCOPE_VERSION,
     EvalDataset,
     EvalFailed,
+    EvalRejected,
     EvalJob,
     EvalRunner,
     EvalSettings,
@@ -22,6 +23,6 @@ from qwen3arena.evals.runner import (
 )
 
 __all__ = [
-    "BenchmarkScore", "DATASETS", "EVALSCOPE_VERSION", "EvalDataset", "EvalFailed", "EvalJob",
+    "BenchmarkScore", "DATASETS", "EVALSCOPE_VERSION", "EvalDataset", "EvalFailed", "EvalJob", "EvalRejected",
     "EvalRunner", "EvalSettings", "ReportError", "collect", "parse_report", "run_evalscope",
 ]

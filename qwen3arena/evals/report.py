@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Literal
+from qwen3arena.errors import Refused
 
 REPORT_SCHEMA_VERSION = 2
 ScoreStatus = Literal["ok", "failed"]
@@ -53,7 +54,7 @@ class BenchmarkScore:
     source_version: str | None = None
 
 
-class ReportError(ValueError):
+class ReportError(Refused, ValueError):
     """The output directory does not hold a report this parser understands."""
 
 

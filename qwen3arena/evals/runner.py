@@ -16,24 +16,22 @@ import json
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-from qwen3arena.config import EvalSettings
+from qwen3arena.config import REPO_ROOT, EvalSettings
+from qwen3arena.errors import Refused
 from qwen3arena.evals.report import BenchmarkScore, ReportError, collect, utcnow
-from qwen3arena.procs import die_with_parent, exit_reason, log_tail, read_events, signal_group
+from qwen3arena.jobs import INTERRUPTED, JobRecord, JobTable, join_all, wait_for
+from qwen3arena.procs import ChildProcess, child_env, log_tail, new_job_id
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "evals"
 EVALSCOPE_VERSION = "1.14.1"
 # The child reads the endpoint's key from here, so it is never written to a task file.
@@ -48,11 +46,17 @@ MCQ_PROMPT = (
     "{letters}.\n\n{question}\n\n{choices}"
 )
 
-JobStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "interrupted"]
+FINISHED = ("succeeded", "partial", "failed", "cancelled", "interrupted")
+LOG_NAME = "eval.log"
 ProgressFn = Callable[[int, int, str], None]  # (predictions written, predictions planned, stage)
 
 
-class EvalFailed(RuntimeError):
+class EvalRejected(Refused, ValueError):
+    """A benchmark job cannot start as asked (unknown dataset, bad limit); nothing was queued."""
+
+
+class EvalFailed(Refused, RuntimeError):
     """No score could be measured; the message says why. `job` holds the details."""
 
     def __init__(self, job: "EvalJob"):
@@ -126,22 +130,19 @@ class EvalJob:
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    pid: int | None = None  # the EvalScope child, while it runs
     specs: list[EvalDataset] = field(default_factory=list, repr=False)  # resolved datasets
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "partial", "failed", "cancelled")
+        return self.status in FINISHED
 
     @property
     def fraction(self) -> float:
         return 1.0 if self.status == "succeeded" else min(self.done / self.total, 1.0) if self.total else 0.0
 
     def log_tail(self, lines: int = 25) -> str:
-        return log_tail(Path(self.work_dir) / "eval.log", lines)
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        return log_tail(Path(self.work_dir) / LOG_NAME, lines)
 
 
 def build_task_config(model: str, base_url: str, dataset: EvalDataset, work_dir: Path,
@@ -213,40 +214,37 @@ def execute(job: EvalJob, settings: EvalSettings, api_key: str | None = None,
         return
     spec = job_dir / "task.json"
     spec.write_text(json.dumps({"evalscope_version": EVALSCOPE_VERSION, "tasks": tasks}, indent=1))
-    events_path = job_dir / "events.jsonl"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           API_KEY_ENV: api_key or os.environ.get(API_KEY_ENV) or "EMPTY"}
-    command = [sys.executable, "-m", "qwen3arena.evals", str(spec), "--events", str(events_path)]
-    with open(job_dir / "eval.log", "w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                   cwd=job_dir, preexec_fn=die_with_parent)
+    env = child_env({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                     API_KEY_ENV: api_key or os.environ.get(API_KEY_ENV) or "EMPTY"})
+    command = [sys.executable, "-m", "qwen3arena.evals", str(spec), "--events", str(job_dir / "events.jsonl")]
+    child = ChildProcess(job.job_id, command, job_dir, env, log_name=LOG_NAME, cwd=job_dir)
+    job.pid = child.start()
     deadline = time.monotonic() + settings.run_timeout_s
     stopped: str | None = None
     progress("starting EvalScope")
-    while process.poll() is None:
+    while child.poll() is None:
         time.sleep(0.5)
-        current = [e for e in read_events(events_path) if e.get("event") == "start"]
+        current = [e for e in child.events() if e.get("event") == "start"]
         progress(f"evaluating {current[-1]['dataset']}" if current else "starting EvalScope")
         if cancel is not None and cancel.is_set():
             stopped = "cancelled"
         elif time.monotonic() > deadline:
             stopped = f"timed out after {settings.run_timeout_s:.0f} s"
         if stopped:
-            _stop(process)
+            child.stop(grace_s=10.0)
             break
-    process.wait()
+    child.wait()
     progress("reading the reports")
     if stopped == "cancelled":
         _finish(job, datasets, configs, {d.name: "cancelled" for d in datasets}, cancelled=True)
         return
     failures: dict[str, str] = {}
-    events = read_events(events_path)
+    events = child.events()
     done = {e["dataset"] for e in events if e.get("event") == "done"}
     for e in events:
         if e.get("event") == "failed" and e.get("dataset"):
             failures[e["dataset"]] = e.get("reason") or "EvalScope failed"
-    crash = stopped or _crash_reason(process.returncode, job)
+    crash = stopped or _crash_reason(child, job)
     for d in datasets:
         if d.name not in done and d.name not in failures:
             failures[d.name] = crash or "EvalScope did not finish this dataset"
@@ -289,20 +287,12 @@ def _finish(job: EvalJob, datasets: list[EvalDataset], configs: dict[str, str],
     job.stage = job.status
 
 
-def _crash_reason(code: int | None, job: EvalJob) -> str | None:
-    if code == 0:
+def _crash_reason(child: ChildProcess, job: EvalJob) -> str | None:
+    if child.returncode == 0:
         return None
-    reason = f"the EvalScope process ended: {exit_reason(code, job.log_tail(8), lines=3)}"
+    reason = f"the EvalScope process ended: {child.exit_reason(lines=3)}"
     log.error("benchmark job %s: %s", job.job_id, reason)
     return reason
-
-
-def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        signal_group(process.pid, signal.SIGKILL)
 
 
 def _preflight(base_url: str, model: str, api_key: str | None, timeout_s: float = 10.0) -> str | None:
@@ -341,7 +331,7 @@ def _resolve(dataset: str | EvalDataset) -> EvalDataset:
     if isinstance(dataset, EvalDataset):
         return dataset
     if dataset not in DATASETS:
-        raise ValueError(f"unknown eval dataset {dataset!r}; known: {sorted(DATASETS)}")
+        raise EvalRejected(f"unknown eval dataset {dataset!r}; known: {sorted(DATASETS)}")
     return DATASETS[dataset]
 
 
@@ -350,16 +340,16 @@ def _new_job(model: str, base_url: str, datasets: Sequence[str | EvalDataset], w
     resolved: list[EvalDataset] = []
     for dataset in map(_resolve, datasets):  # bad datasets fail here, before any job exists
         if not _NAME.match(dataset.name):
-            raise ValueError(f"dataset name {dataset.name!r}: use letters, digits, '.', '_' or '-'")
+            raise EvalRejected(f"dataset name {dataset.name!r}: use letters, digits, '.', '_' or '-'")
         if not dataset.subsets():
-            raise ValueError(f"dataset {dataset.name!r}: no {dataset.benchmark} files in {dataset.path}")
+            raise EvalRejected(f"dataset {dataset.name!r}: no {dataset.benchmark} files in {dataset.path}")
         if dataset.name not in {d.name for d in resolved}:
             resolved.append(dataset)
     if not resolved:
-        raise ValueError("choose at least one dataset")
+        raise EvalRejected("choose at least one dataset")
     if limit is not None and limit <= 0:
-        raise ValueError("limit must be a positive number of samples per subset")
-    run_id = run_id or new_run_id()
+        raise EvalRejected("limit must be a positive number of samples per subset")
+    run_id = run_id or new_job_id()
     return EvalJob(run_id, model, base_url, [d.name for d in resolved],
                    str(Path(work_root).resolve() / run_id), limit=limit, specs=resolved)
 
@@ -367,7 +357,10 @@ def _new_job(model: str, base_url: str, datasets: Sequence[str | EvalDataset], w
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class EvalRunner:
     """Background benchmark jobs for the app: start() returns a job id at once; one job runs at a
-    time (they share the vLLM server with the arena); pages poll get()/log_tail()."""
+    time (they share the vLLM server with the arena); pages poll get()/log_tail().
+
+    With a store, every job is a row of the jobs table (kind "benchmark"): a page re-attaches
+    to it, an app restart still lists it, and a job the app died in is marked interrupted."""
 
     def __init__(self, work_root: Path, store: Any | None = None, settings: EvalSettings | None = None):
         self.work_root = Path(work_root)
@@ -376,32 +369,51 @@ class EvalRunner:
         self._jobs: dict[str, EvalJob] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._keys: dict[str, str | None] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._slot = threading.Semaphore(1)
         self._lock = threading.Lock()
+        self._closing = False
+        self._table = JobTable(store) if store is not None else None
+        if self._table is not None:
+            self._table.interrupt("benchmark", marker="qwen3arena.evals")
 
     def start(self, model: str, base_url: str, datasets: Sequence[str | EvalDataset] | None = None,
               limit: int | None = None, api_key: str | None = None) -> str:
-        """Queues a job; raises ValueError (nothing queued) for unknown datasets or a bad limit."""
+        """Queues a job; raises EvalRejected (nothing queued) for unknown datasets or a bad limit."""
         job = _new_job(model, base_url, datasets or self.settings.datasets, self.work_root,
                        self.settings.limit if limit is None else limit)
+        thread = threading.Thread(target=self._work, args=(job.job_id,), daemon=True, name=f"eval-{job.job_id}")
         with self._lock:
             self._jobs[job.job_id] = job
             self._cancel[job.job_id] = threading.Event()
             self._keys[job.job_id] = api_key
-        threading.Thread(target=self._work, args=(job.job_id,), daemon=True,
-                         name=f"eval-{job.job_id}").start()
+            self._threads[job.job_id] = thread
+        self._save(job)
+        thread.start()
         return job.job_id
 
     def get(self, job_id: str) -> EvalJob | None:
-        """A snapshot of the job (safe to read while it runs)."""
+        """A snapshot of the job (safe to read while it runs), or the stored job of an earlier
+        app process."""
         job = self._jobs.get(job_id)
-        return None if job is None else replace(job, scores=list(job.scores))
+        if job is not None:
+            return replace(job, scores=list(job.scores))
+        record = self._table.get(job_id) if self._table is not None else None
+        return self._from_record(record) if record is not None and record.kind == "benchmark" else None
 
-    def jobs(self) -> list[EvalJob]:
-        return [self.get(i) for i in list(self._jobs)]  # type: ignore[misc]
+    def jobs(self, limit: int = 50) -> list[EvalJob]:
+        """Newest first, this process's and the stored ones."""
+        if self._table is None:
+            return [self.get(i) for i in reversed(list(self._jobs))][:limit]  # type: ignore[misc]
+        return [self.get(r.job_id) or self._from_record(r) for r in self._table.list("benchmark", limit)]
+
+    def latest(self) -> EvalJob | None:
+        """The newest job (what a page that opens re-attaches to)."""
+        jobs = self.jobs(limit=1)
+        return jobs[0] if jobs else None
 
     def log_tail(self, job_id: str, lines: int = 25) -> str:
-        job = self._jobs.get(job_id)
+        job = self.get(job_id)
         return job.log_tail(lines) if job else ""
 
     def cancel(self, job_id: str) -> bool:
@@ -413,33 +425,40 @@ class EvalRunner:
         return True
 
     def wait(self, job_id: str, timeout: float = 600.0) -> EvalJob:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.get(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            if job.finished:
-                return job
-            time.sleep(0.2)
-        raise TimeoutError(f"eval job {job_id} still running after {timeout} s")
+        return wait_for(job_id, self.get, lambda job: job.finished, timeout)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stops every job (its EvalScope child, TERM then KILL) and waits for their rows to say
+        interrupted, up to `timeout` seconds."""
+        self._closing = True
         for job_id in list(self._jobs):
             self.cancel(job_id)
+        join_all(self._threads.values(), timeout)
 
     def _work(self, job_id: str) -> None:
         job, cancel = self._jobs[job_id], self._cancel[job_id]
+        seen: list[Any] = []
+
+        def on_progress(done: int, total: int, stage: str) -> None:
+            if seen != [done, stage]:  # a row write per change, not per poll
+                seen[:] = [done, stage]
+                self._save(job)
+
         with self._slot:
             try:
                 if cancel.is_set():
                     job.status = job.stage = "cancelled"
                     job.finished_at = utcnow()
-                    return
-                execute(job, self.settings, api_key=self._keys.pop(job_id, None), cancel=cancel,
-                        persist=self._persist if self.store is not None else None)
+                else:
+                    execute(job, self.settings, api_key=self._keys.pop(job_id, None), cancel=cancel,
+                            on_progress=on_progress, persist=self._persist if self.store is not None else None)
             except Exception as exc:  # the runner must survive any one job
                 job.status, job.error, job.finished_at = "failed", f"runner error: {exc}", utcnow()
                 job.stage = "failed"
+            if self._closing and job.status == "cancelled":
+                job.status, job.stage, job.error = "interrupted", "interrupted", INTERRUPTED
+            job.pid = None
+            self._save(job)
 
     def _persist(self, job: EvalJob) -> None:
         from qwen3arena.evals.store import save_scores
@@ -448,6 +467,32 @@ class EvalRunner:
             save_scores(self.store, job.scores)
         except Exception as exc:
             job.error = (job.error + "; " if job.error else "") + f"saving the scores failed: {exc}"
+
+    def _save(self, job: EvalJob) -> None:
+        """The job's row; a failed write (the store closing under a shutdown) loses only this
+        update: the next start marks an unfinished row interrupted."""
+        if self._table is None:
+            return
+        params = {"model": job.model, "base_url": job.base_url, "datasets": job.datasets,
+                  "work_dir": job.work_dir, "limit": job.limit}
+        result = {"rows": len(job.scores), "ok": sum(s.status == "ok" for s in job.scores)} if job.finished else None
+        try:
+            self._table.save(JobRecord(
+                job.job_id, "benchmark", job.status, job.created_at, job.started_at, job.finished_at, job.pid,
+                params, {"done": job.done, "total": job.total, "stage": job.stage}, result, job.error))
+        except Exception:
+            log.exception("saving benchmark job %s", job.job_id)
+
+    def _from_record(self, record: JobRecord) -> EvalJob:
+        """A job an earlier app process ran, as stored (its scores from benchmark_scores)."""
+        from qwen3arena.evals.store import list_scores
+
+        p = record.params
+        return EvalJob(record.job_id, p["model"], p["base_url"], list(p["datasets"]), p["work_dir"],
+                       limit=p.get("limit"), status=record.status, done=record.done, total=record.total,
+                       stage=record.stage, error=record.error, scores=list_scores(self.store, run_id=record.job_id),
+                       created_at=record.created_at, started_at=record.started_at,
+                       finished_at=record.finished_at, pid=record.pid)
 
 
 def job_summary(job: EvalJob) -> dict[str, Any]:

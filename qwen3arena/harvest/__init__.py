@@ -20,6 +20,7 @@ from qwen3arena.harvest.service import (
     BattleRow,
     Harvester,
     HarvestError,
+    RoundExport,
     RoundPreview,
     RoundRecord,
     load_prompt_categories,
@@ -27,6 +28,6 @@ from qwen3arena.harvest.service import (
 
 __all__ = [
     "BattleFilters", "BattleRow", "Harvest", "HarvestError", "HarvestRules", "Harvester", "LineageEntry",
-    "RoundPreview", "RoundRecord", "SourcedRow", "VotedBattle", "harvest", "lineage", "lineage_frame",
+    "RoundExport", "RoundPreview", "RoundRecord", "SourcedRow", "VotedBattle", "harvest", "lineage", "lineage_frame",
     "load_prompt_categories", "preference_pair",
 ]

@@ -7,7 +7,6 @@ against its parent's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +57,9 @@ def lineage(store: Store, ratings: pd.DataFrame | None = None) -> list[LineageEn
         ratings = board.intervals.merge(board.table[["model", "votes"]], on="model", how="left")
     ratings_by_model = {row.model: row for row in ratings.itertuples()} if len(ratings) else {}
     runs = {}
-    for run_id, name, status, rnd, parent, config, metrics in store.execute(
-            "SELECT run_id, name, status, round, parent, config, metrics FROM runs ORDER BY created_at"):
-        runs[name] = (run_id, status, rnd, parent, json.loads(config) if config else {},
-                      json.loads(metrics) if metrics else {})
-    names = [name for (name,) in store.execute("SELECT name FROM models ORDER BY created_at, name")]
+    for r in reversed(store.list_runs(limit=None)):  # oldest first: a name's latest run wins
+        runs[r.name] = (r.run_id, r.status, r.round, r.parent, r.config, r.metrics)
+    names = [model.name for model in store.list_models()]
     names += [name for name in runs if name not in names]
     entries = []
     for name in names:

@@ -17,11 +17,12 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
+from qwen3arena.errors import Refused
 from qwen3arena.harvest.rules import Harvest, HarvestRules, VotedBattle, harvest, mix
+from qwen3arena.harvest.store import HarvestStore, RoundRecord
 from qwen3arena.judge import JudgeStore
 from qwen3arena.store import Store, utcnow
 
@@ -29,7 +30,7 @@ JudgeFilter = Literal["any", "agrees", "disagrees", "no verdict"]
 UNCATEGORIZED = "uncategorized"
 
 
-class HarvestError(ValueError):
+class HarvestError(Refused, ValueError):
     """The round cannot be built; the message says why and what to do."""
 
 
@@ -74,33 +75,16 @@ class RoundPreview:
 
 
 @dataclass(frozen=True)
-class RoundRecord:
+class RoundExport:
+    """Where a round was saved as a Hugging Face dataset, and whether it reached the Hub."""
+
     round: int
-    created_at: datetime
-    created_by: str | None
-    rules: dict[str, Any]
-    filters: dict[str, Any]
-    vote_ids: list[str]
-    counts: dict[str, int]
-    directory: str
-    content_sha: str
-    parent: str | None = None
-
-    @property
-    def sft_path(self) -> Path:
-        return Path(self.directory) / "sft.jsonl"
-
-    @property
-    def preference_path(self) -> Path:
-        return Path(self.directory) / "preference.jsonl"
-
-    @property
-    def manifest_path(self) -> Path:
-        return Path(self.directory) / "manifest.json"
-
-
-_ROUND_COLUMNS = tuple(f.name for f in dataclasses.fields(RoundRecord))
-_ROUND_JSON = ("rules", "filters", "vote_ids", "counts")
+    path: str
+    kinds: list[str]                   # the parts written: "sft", "preference"
+    pushed: bool = False
+    push_error: str | None = None      # the files are saved either way
+    repo_id: str | None = None
+    needs_token: bool = False          # no HF_TOKEN: saved only
 
 
 class Harvester:
@@ -108,6 +92,7 @@ class Harvester:
 
     def __init__(self, store: Store, rounds_dir: Path, categories: Mapping[str, str] | None = None):
         self.store = store
+        self.tables = HarvestStore(store)
         self.rounds_dir = Path(rounds_dir)
         self.categories = {_prompt_key(k): v for k, v in (categories or {}).items()}
         self._build_lock = threading.Lock()
@@ -130,44 +115,25 @@ class Harvester:
         return None
 
     def voters(self) -> list[str]:
-        return [voter for (voter,) in self.store.execute("SELECT DISTINCT voter FROM votes ORDER BY voter")]
+        return self.store.voters()
 
     def category_names(self) -> list[str]:
         return sorted({*self.categories.values(), UNCATEGORIZED})
 
     def exclude(self, battle_id: str, reason: str, by: str | None = None) -> None:
         """Leaves a voted battle out of every future round (its vote still counts in ratings)."""
-        if not self.store.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]):
+        if not self.tables.exclude(battle_id, reason.strip() or "excluded", by, utcnow()):
             raise HarvestError("Only voted battles can be excluded; this id has no vote.")
-        self.store.execute(
-            "INSERT INTO harvest_exclusions VALUES (?, ?, ?, ?) ON CONFLICT (battle_id) DO UPDATE "
-            "SET reason = excluded.reason, excluded_by = excluded.excluded_by, created_at = excluded.created_at",
-            [battle_id, reason.strip() or "excluded", by, utcnow()])
 
     def include(self, battle_id: str) -> None:
-        self.store.execute("DELETE FROM harvest_exclusions WHERE battle_id = ?", [battle_id])
+        self.tables.include(battle_id)
 
     def _rows(self, with_judge: bool, battle_id: str | None = None) -> list[BattleRow]:
         judged = {j.battle_id: j.outcome for j in JudgeStore(self.store).list_judgements()
                   if j.battle_id and j.outcome is not None} if with_judge else {}
-        rows = self.store.execute(
-            "SELECT v.vote_id, v.battle_id, v.outcome, v.model_a, v.model_b, v.voter, v.created_at, "
-            "v.identity_leak, b.status, b.conversation_a, b.conversation_b, b.metrics_a, b.metrics_b, "
-            "e.reason, v.campaign_id FROM votes v JOIN battles b ON b.battle_id = v.battle_id "
-            "LEFT JOIN harvest_exclusions e ON e.battle_id = v.battle_id "
-            "WHERE (? IS NULL OR v.battle_id = ?) ORDER BY v.created_at, v.vote_id",
-            [battle_id, battle_id])
         out = []
-        for (vote_id, bid, outcome, model_a, model_b, voter, created_at, leak, status, conv_a, conv_b,
-             metrics_a, metrics_b, excluded, campaign_id) in rows:
-            conversation_a = json.loads(conv_a) if conv_a else []
-            battle = VotedBattle(
-                battle_id=bid, vote_id=vote_id, outcome=outcome, model_a=model_a, model_b=model_b,
-                conversation_a=conversation_a, conversation_b=json.loads(conv_b) if conv_b else [],
-                finish_reasons_a=_finish_reasons(metrics_a), finish_reasons_b=_finish_reasons(metrics_b),
-                status=status, identity_leak=bool(leak), judge_outcome=judged.get(bid),
-                excluded=excluded, voter=voter, created_at=created_at)
-            prompt = next((m["content"] for m in conversation_a if m.get("role") == "user"), "")
+        for battle, campaign_id in self.tables.voted_battles(judged, battle_id):
+            prompt = next((m["content"] for m in battle.conversation_a if m.get("role") == "user"), "")
             out.append(BattleRow(battle, self.categories.get(_prompt_key(prompt), UNCATEGORIZED), prompt,
                                  campaign_id))
         return out
@@ -233,7 +199,7 @@ class Harvester:
                     for kind, items in (("sft", result.sft), ("preference", result.preference))
                     for i, s in enumerate(items)])
                 sha = _content_sha(tmp / "sft.jsonl", tmp / "preference.jsonl")
-                if self.store.execute("SELECT round FROM rounds WHERE content_sha = ?", [sha]):
+                if self.tables.has_content(sha):
                     raise HarvestError("An earlier round has exactly this data; nothing to build.")
                 record = RoundRecord(
                     round=number, created_at=utcnow(), created_by=created_by,
@@ -253,28 +219,22 @@ class Harvester:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             try:
-                self.store.execute(
-                    f"INSERT INTO rounds ({', '.join(_ROUND_COLUMNS)}) VALUES ({', '.join('?' * len(_ROUND_COLUMNS))})",
-                    [json.dumps(getattr(record, c)) if c in _ROUND_JSON else getattr(record, c)
-                     for c in _ROUND_COLUMNS])
+                self.tables.save_round(record)
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
             return record
 
     def rounds(self) -> list[RoundRecord]:
-        rows = self.store.execute(f"SELECT {', '.join(_ROUND_COLUMNS)} FROM rounds ORDER BY round")
-        records = []
-        for row in rows:
-            data = dict(zip(_ROUND_COLUMNS, row))
-            for column in _ROUND_JSON:
-                data[column] = json.loads(data[column])
-            records.append(RoundRecord(**data))
-        return records
+        return self.tables.rounds()
+
+    def round_files(self) -> list[Path]:
+        """Every round's trainable files (sft.jsonl, preference.jsonl), oldest round first."""
+        return [path for record in self.rounds() for path in (record.sft_path, record.preference_path)
+                if path.exists()]
 
     def next_round(self) -> int:
-        rows = self.store.execute("SELECT coalesce(max(round), 0) FROM rounds")
-        return int(rows[0][0]) + 1
+        return self.tables.next_round()
 
     def get_round(self, number: int) -> RoundRecord:
         for record in self.rounds():
@@ -283,15 +243,16 @@ class Harvester:
         raise HarvestError(f"There is no round {number}.")
 
     def export_hf(self, number: int, out_dir: Path, repo_id: str | None = None,
-                  token: str | None = None) -> str:
+                  token: str | None = None) -> RoundExport:
         """The round as a Hugging Face DatasetDict on disk (sft and preference configs), pushed to
-        the Hub when a repo id and a token (default: HF_TOKEN) are given and the Hub is reachable."""
+        the Hub when a repo id and a token (default: HF_TOKEN) are given and the Hub is reachable.
+        A failed push keeps what was saved and says why in `push_error`."""
         from datasets import Dataset
 
         token = token if token is not None else os.environ.get("HF_TOKEN")
         record = self.get_round(number)
         out_dir = Path(out_dir)
-        written = []
+        written: list[str] = []
         for kind, path in (("sft", record.sft_path), ("preference", record.preference_path)):
             rows = _read_jsonl(path)
             if not rows:
@@ -303,12 +264,10 @@ class Harvester:
                 try:
                     dataset.push_to_hub(repo_id, config_name=kind, token=token, private=True)
                 except Exception as exc:  # offline, bad token, no permission
-                    return (f"Saved round {number} ({', '.join(written)}) to {out_dir}; pushing to "
-                            f"{repo_id} failed: {type(exc).__name__}: {str(exc)[:300]}")
-        if repo_id and token:
-            return f"Saved round {number} to {out_dir} and pushed it to {repo_id} ({', '.join(written)})."
-        return (f"Saved round {number} ({', '.join(written)}) to {out_dir}"
-                + ("" if token else "; set HF_TOKEN and a repo id to push it to the Hub") + ".")
+                    return RoundExport(number, str(out_dir), written,
+                                       push_error=f"{type(exc).__name__}: {str(exc)[:300]}", repo_id=repo_id)
+        return RoundExport(number, str(out_dir), written, pushed=bool(repo_id and token), repo_id=repo_id,
+                           needs_token=not token)
 
 
 def load_prompt_categories(paths: Sequence[Path]) -> dict[str, str]:
@@ -339,11 +298,6 @@ def _matches(row: BattleRow, f: BattleFilters) -> bool:
         if agrees is not wanted:
             return False
     return f.include_excluded or not b.excluded
-
-
-def _finish_reasons(metrics_json: str | None) -> list[str | None]:
-    metrics = json.loads(metrics_json) if metrics_json else []
-    return [m.get("finish_reason") if isinstance(m, dict) else None for m in metrics]
 
 
 def _prompt_key(text: str) -> str:

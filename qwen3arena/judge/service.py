@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
 
+from qwen3arena.errors import Refused
 from qwen3arena.config import JudgeSettings
 from qwen3arena.judge.games import GameResult, JudgeReply, Pair, PairJudgement, cache_key, combine, game_outcome
 from qwen3arena.judge.parse import parse_verdict
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # openai and duckdb are imported when first needed: config ma
 
 log = logging.getLogger(__name__)
 
-class JudgeError(RuntimeError):
+class JudgeError(Refused, RuntimeError):
     """The judge cannot run at all (configuration). Failures of single games are recorded
     on the game instead."""
 

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import openai
 
+from qwen3arena.errors import Refused
 from qwen3arena.config import GenerationParams
 
 
@@ -51,7 +52,7 @@ class ChatResult:
         }
 
 
-class ChatError(RuntimeError):
+class ChatError(Refused, RuntimeError):
     def __init__(self, public: str, detail: str):
         super().__init__(detail)
         self.public = public

@@ -22,6 +22,7 @@ from typing import Literal
 
 import httpx
 
+from qwen3arena.errors import Refused
 from qwen3arena.config import VLLMSettings
 from qwen3arena.hardware import describe_kernels, vllm_kernels
 from qwen3arena.procs import die_with_parent, exit_reason, log_tail, running_command, signal_group
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 ServerState = Literal["stopped", "starting", "ready", "failed"]
 
 
-class AdapterError(RuntimeError):
+class AdapterError(Refused, RuntimeError):
     """An adapter could not be loaded or unloaded; the message says why."""
 
 

@@ -4,6 +4,7 @@ from qwen3arena.store.db import (
     ACTIVE_RUN_STATES,
     OUTCOMES,
     BattleRecord,
+    Execute,
     ModelRecord,
     RunRecord,
     Outcome,
@@ -15,6 +16,6 @@ from qwen3arena.store.db import (
 )
 
 __all__ = [
-    "ACTIVE_RUN_STATES", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked",
+    "ACTIVE_RUN_STATES", "Execute", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked",
     "VoteRecord", "VoteRejected", "utcnow",
 ]

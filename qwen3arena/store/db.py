@@ -18,18 +18,21 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 
 import duckdb
 
+from qwen3arena.errors import Refused
 from qwen3arena.store.migrations import MIGRATIONS
 
 Outcome = Literal["model_a", "model_b", "tie", "both_bad"]
 OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "both_bad")
 BattleStatus = Literal["open", "ready", "voted", "error", "interrupted"]
+# One statement inside a transaction: what Store.atomic yields and a vote's `then` receives.
+Execute = Callable[[str, list[Any] | None], list[tuple]]
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(Refused, RuntimeError):
     """Another process holds the database file (DuckDB allows one writer process)."""
 
 
-class VoteRejected(ValueError):
+class VoteRejected(Refused, ValueError):
     """The vote cannot be recorded; the message says why and is safe to show."""
 
 
@@ -152,8 +155,8 @@ class Store:
             self._con.close()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        """Runs one statement under the store's lock; for other packages' own tables
-        (judge, evals), which own their SQL next to their logic."""
+        """Runs one statement under the store's lock; for the packages' own store modules
+        (judge, evals, harvest, campaigns), which hold their tables' SQL (docs/store.md)."""
         with self._lock:
             return self._con.execute(sql, params or []).fetchall()
 
@@ -187,12 +190,12 @@ class Store:
         return _Transaction(self._con)
 
     @contextlib.contextmanager
-    def atomic(self) -> Iterator[Callable[[str, list[Any] | None], list[tuple]]]:
-        """Several statements as one transaction under the store's lock, for other packages'
+    def atomic(self) -> Iterator[Execute]:
+        """Several statements as one transaction under the store's lock, for the store modules'
         read-then-write steps (a campaign claim): yields an execute(sql, params) function.
         Any exception rolls everything back."""
         with self._lock, self._transaction():
-            yield lambda sql, params=None: self._con.execute(sql, params or []).fetchall()
+            yield self._execute
 
     # -- models -----------------------------------------------------------------------------
 
@@ -303,9 +306,12 @@ class Store:
     # -- votes ------------------------------------------------------------------------------
 
     def record_vote(self, battle_id: str, outcome: Outcome, voter: str,
-                    reason: str | None = None, comment: str | None = None) -> VoteRecord:
+                    reason: str | None = None, comment: str | None = None,
+                    then: Callable[[Execute], None] | None = None) -> VoteRecord:
         """Records the one vote of a ready battle and locks it, atomically. The vote takes
-        the battle's campaign; `reason` and `comment` are a labeller's (optional).
+        the battle's campaign; `reason` and `comment` are a labeller's (optional). `then` runs
+        in the same transaction once the vote is written (a campaign closes the vote's slot):
+        if it raises, neither is written.
 
         Raises VoteRejected (nothing written) when the battle is unknown, already voted,
         unfinished, errored or interrupted.
@@ -340,12 +346,22 @@ class Store:
                 "UPDATE battles SET status = 'voted', updated_at = ? WHERE battle_id = ?",
                 [vote.created_at, battle_id],
             )
+            if then is not None:
+                then(self._execute)
             return vote
 
-    def list_votes(self) -> list[VoteRecord]:
+    def _execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self._con.execute(sql, params or []).fetchall()
+
+    def list_votes(self, voter: str | None = None, since: datetime | None = None,
+                   before: datetime | None = None, campaign_id: str | None = None) -> list[VoteRecord]:
+        """Votes, oldest first, narrowed by whichever filters are given (the scoreboard's)."""
         with self._lock:
             rows = self._con.execute(
-                f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes ORDER BY created_at"
+                f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE (? IS NULL OR voter = ?) "
+                "AND (?::TIMESTAMPTZ IS NULL OR created_at >= ?) AND (?::TIMESTAMPTZ IS NULL OR created_at < ?) "
+                "AND (? IS NULL OR campaign_id = ?) ORDER BY created_at",
+                [voter, voter, since, since, before, before, campaign_id, campaign_id],
             ).fetchall()
         return [VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) for row in rows]
 
@@ -357,6 +373,12 @@ class Store:
                 "UNION ALL SELECT model_b FROM votes) GROUP BY m"
             ).fetchall()
         return {name: count for name, count in rows}
+
+    def voters(self) -> list[str]:
+        """Everyone who has voted, by name (the Data tab's voter filter)."""
+        with self._lock:
+            rows = self._con.execute("SELECT DISTINCT voter FROM votes ORDER BY voter").fetchall()
+        return [voter for (voter,) in rows]
 
 
     # -- training runs ----------------------------------------------------------------------
@@ -375,7 +397,10 @@ class Store:
         runs = self._runs("WHERE run_id = ?", [run_id])
         return runs[0] if runs else None
 
-    def list_runs(self, limit: int = 100) -> list[RunRecord]:
+    def list_runs(self, limit: int | None = 100) -> list[RunRecord]:
+        """Newest first; limit None: every run (the lineage)."""
+        if limit is None:
+            return self._runs("ORDER BY created_at DESC", [])
         return self._runs("ORDER BY created_at DESC LIMIT ?", [limit])
 
     def runs_in_state(self, *states: str) -> list[RunRecord]:

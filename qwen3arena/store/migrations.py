@@ -211,4 +211,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (battle_id, labeller)
     );
     """,
+    # 7: background jobs other than training runs (qwen3arena/jobs.py): benchmark and judge jobs,
+    # so a page re-attaches to them and an app restart still lists them. Additive only.
+    """
+    CREATE TABLE IF NOT EXISTS jobs (
+        job_id       VARCHAR PRIMARY KEY,
+        kind         VARCHAR NOT NULL,      -- benchmark | judge
+        status       VARCHAR NOT NULL,      -- queued | running | succeeded | partial | failed | cancelled | interrupted
+        created_at   TIMESTAMPTZ NOT NULL,
+        started_at   TIMESTAMPTZ,
+        finished_at  TIMESTAMPTZ,
+        pid          INTEGER,               -- the job's child process, if it has one
+        params       JSON NOT NULL,         -- what was asked (model, datasets, limit...; never a key)
+        progress     JSON NOT NULL,         -- done, total, stage (the last progress line)
+        result       JSON,                  -- what the job produced (a summary; scores stay in their tables)
+        error        VARCHAR
+    );
+    """,
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from qwen3arena.train.batching import PACKED_ON_CPU, grouping_multiple
 from qwen3arena.train.config import ALL_PROJECTIONS, OPTIMS, LoraTrainConfig
 from qwen3arena.train.data import (
-    DatasetError, LengthStats, file_sha256, length_stats, load_conversations, load_preferences,
+    DatasetError, LengthStats, Upload, accept_upload, file_sha256, length_stats, load_conversations, load_preferences,
     render_preference_preview, render_preview,
 )
 from qwen3arena.train.launch import TrainingFailed, export_merged_subprocess, run_training_subprocess
@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALL_PROJECTIONS", "DatasetError", "LengthStats", "LoraTrainConfig", "OPTIMS", "PACKED_ON_CPU", "RunProgress",
-    "RunRejected", "TrainingFailed", "TrainingRunner", "export_merged_subprocess", "file_sha256", "grouping_multiple",
+    "RunRejected", "TrainingFailed", "TrainingRunner", "Upload", "accept_upload", "export_merged_subprocess", "file_sha256", "grouping_multiple",
     "length_stats", "load_conversations", "load_preferences", "render_preference_preview", "render_preview",
     "run_training_subprocess",
 ]

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 import yaml
 
+from qwen3arena.errors import Refused
 from qwen3arena.config import _build
 
 # How rows become batches (train/batching.py): padded rows, length-grouped token budgets, trl packing.
@@ -34,7 +35,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class RunRejected(ValueError):
+class RunRejected(Refused, ValueError):
     """The run cannot be queued or started; the message says why and is safe to show."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from qwen3arena.errors import Refused
 from qwen3arena.train.batching import padded_length, token_budget_batches
 
 ROLES = {"system", "user", "assistant"}
@@ -21,7 +22,7 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 MIN_ROWS = 2
 
 
-class DatasetError(ValueError):
+class DatasetError(Refused, ValueError):
     """The dataset cannot be trained on; the message names the row and the problem."""
 
 
@@ -262,3 +263,28 @@ def render_preference_preview(rows: list[dict[str, Any]], tokenizer: Any,
             texts.append(full[len(prompt):] if full.startswith(prompt) else full)
         previews.append((prompt, texts[0], texts[1]))
     return previews
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    rows: int
+    kind: str  # "conversations" (SFT) or "preferences" (DPO pairs)
+
+
+def accept_upload(source: str | Path, uploads_dir: Path, stamp: str) -> Upload:
+    """Keeps an uploaded dataset under `uploads_dir` (named `stamp-original`) if it is trainable as
+    SFT conversations or as DPO pairs; a file that is neither is deleted again and the SFT check's
+    DatasetError (naming the bad row) is raised: an upload is kept whole or not at all."""
+    source = Path(source)
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    target = uploads_dir / f"{stamp}-{source.name}"
+    target.write_bytes(source.read_bytes())
+    try:
+        return Upload(target, len(load_conversations(target)), "conversations")
+    except DatasetError as as_conversations:
+        try:
+            return Upload(target, len(load_preferences(target)), "preferences")
+        except DatasetError:
+            target.unlink(missing_ok=True)
+            raise as_conversations from None

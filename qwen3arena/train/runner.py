@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from qwen3arena.procs import die_with_parent, exit_reason, log_tail, read_events, running_command, signal_group
-from qwen3arena.store import RunRecord, Store, utcnow
+from qwen3arena.jobs import wait_for
+from qwen3arena.procs import ChildProcess, child_env, end_orphan, log_tail, new_job_id, read_events
+from qwen3arena.store import ACTIVE_RUN_STATES, RunRecord, Store, utcnow
 from qwen3arena.train.config import LoraTrainConfig, RunRejected
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
 
 log = logging.getLogger(__name__)
 
+LOG_NAME, EVENTS_NAME = "train.log", "progress.jsonl"
 
 
 @dataclass(frozen=True)
@@ -66,9 +64,8 @@ class TrainingRunner:
         self.stop_timeout_s = stop_timeout_s
         self.env = env or {}
         self._queue: collections.deque[str] = collections.deque()
-        self._process: subprocess.Popen | None = None
+        self._child: ChildProcess | None = None
         self._current: str | None = None
-        self._stopping: set[str] = set()
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closed = False
@@ -94,7 +91,7 @@ class TrainingRunner:
             raise RunRejected(f"A checkpoint named {config.name!r} exists; choose another name.")
         # DatasetError names the row
         rows = load_preferences(config.dataset) if config.method == "dpo" else load_conversations(config.dataset)
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_id = new_job_id()
         output_dir = self.runs_dir / run_id
         config = replace(config, output_dir=str(output_dir))
         record = RunRecord(
@@ -129,7 +126,7 @@ class TrainingRunner:
         """The equivalent command line (what the runner executes)."""
         run_dir = self.runs_dir / run_id
         return [sys.executable, "-m", "qwen3arena.train", str(run_dir / "run.yaml"),
-                "--progress", str(run_dir / "progress.jsonl")]
+                "--progress", str(run_dir / EVENTS_NAME)]
 
     def stop(self, run_id: str) -> str:
         """Queued: cancelled. Running: a clean stop (SIGTERM), forced after stop_timeout_s."""
@@ -139,14 +136,12 @@ class TrainingRunner:
                 run = self.store.get_run(run_id)
                 self.store.save_run(replace(run, status="cancelled", finished_at=utcnow()))
                 return "Cancelled before it started."
-            if run_id != self._current or self._process is None:
+            child = self._child if run_id == self._current else None
+            if child is None or child.process is None:
                 return "This run is not running."
-            if run_id in self._stopping:
+            if child.stopping:
                 return "Already stopping: the run finishes its current step and saves the adapter."
-            self._stopping.add(run_id)
-            process = self._process
-        process.send_signal(signal.SIGTERM)
-        threading.Thread(target=self._force_stop, args=(process, run_id), daemon=True).start()
+            child.stop(self.stop_timeout_s, block=False)
         return "Stopping: the run finishes its current step and saves the adapter trained so far."
 
     def progress(self, run_id: str) -> RunProgress | None:
@@ -154,11 +149,11 @@ class TrainingRunner:
         if run is None:
             return None
         run_dir = Path(run.output_dir)
-        events = read_events(run_dir / "progress.jsonl")
+        events = read_events(run_dir / EVENTS_NAME)
         steps = [e for e in events if e.get("event") == "step"]
         notes = [str(e.get("message", "")) for e in events if e.get("event") == "note"]
-        tail = log_tail(run_dir / "train.log", 25)
-        return RunProgress(run, steps, tail, run_id in self._stopping, notes)
+        tail = log_tail(run_dir / LOG_NAME, 25)
+        return RunProgress(run, steps, tail, self._stopping(run_id), notes)
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         return self.store.list_runs(limit)
@@ -171,13 +166,7 @@ class TrainingRunner:
             return list(self._queue)
 
     def wait(self, run_id: str, timeout: float = 600) -> RunRecord:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.store.get_run(run_id)
-            if run and run.status not in ("queued", "running"):
-                return run
-            time.sleep(0.5)
-        raise TimeoutError(f"run {run_id} still active after {timeout} s")
+        return wait_for(run_id, self.store.get_run, lambda run: run.status not in ACTIVE_RUN_STATES, timeout, 0.5)
 
     def recover(self) -> list[str]:
         """Runs an earlier app process left behind: running ones are interrupted (their
@@ -187,8 +176,7 @@ class TrainingRunner:
             if run.status == "queued":
                 self._queue.append(run.run_id)
                 continue
-            if run.pid and "qwen3arena.train" in (running_command(run.pid) or ""):
-                signal_group(run.pid, signal.SIGTERM)
+            end_orphan(run.pid, "qwen3arena.train")
             saved = (Path(run.output_dir) / "adapter_config.json").exists()
             error = "the app stopped while this run was running" + (
                 "; the adapter trained so far was saved" if saved else "")
@@ -201,13 +189,13 @@ class TrainingRunner:
         self._closed = True
         self._wake.set()
         with self._lock:
-            process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                signal_group(process.pid, signal.SIGKILL)
+            child = self._child
+        if child is not None:
+            child.stop(timeout)
+
+    def _stopping(self, run_id: str) -> bool:
+        child = self._child
+        return child is not None and self._current == run_id and child.stopping
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -231,33 +219,31 @@ class TrainingRunner:
                                                     finished_at=utcnow()))
                 finally:
                     with self._lock:
-                        self._current, self._process = None, None
-                        self._stopping.discard(run_id)
+                        self._current, self._child = None, None
 
     def _run(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
-        run_dir = Path(run.output_dir)
-        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), **self.env}
-        with open(run_dir / "train.log", "w") as log_file:
-            process = subprocess.Popen(self.command(run_id), stdout=log_file, stderr=subprocess.STDOUT,
-                                       env=env, preexec_fn=die_with_parent)
+        child = ChildProcess(run_id, self.command(run_id), Path(run.output_dir), child_env(self.env),
+                             log_name=LOG_NAME, events_name=EVENTS_NAME)
         with self._lock:
-            self._process = process
-        run = replace(run, status="running", started_at=utcnow(), pid=process.pid)
+            self._child = child
+            child.start()
+        run = replace(run, status="running", started_at=utcnow(), pid=child.pid)
         self.store.save_run(run)
         wandb_seen = False
-        while process.poll() is None:
+        while child.poll() is None:
             time.sleep(0.5)
             if not wandb_seen:
-                for event in read_events(run_dir / "progress.jsonl"):
+                for event in child.events():
                     if event.get("event") == "wandb":
                         run = replace(run, wandb=event.get("url") or event.get("dir"))
                         self.store.save_run(run)
                         wandb_seen = True
-        self._finish(run, process.returncode)
+        self._finish(run, child)
 
-    def _finish(self, run: RunRecord, code: int) -> None:
-        events = read_events(Path(run.output_dir) / "progress.jsonl")
+    def _finish(self, run: RunRecord, child: ChildProcess) -> None:
+        code = child.returncode
+        events = child.events()
         final = next((e for e in reversed(events) if e.get("event") in ("done", "stopped", "failed")), None)
         steps = [e for e in events if e.get("event") == "step"]
         metrics = {**run.metrics, "losses": [e["loss"] for e in steps],
@@ -265,12 +251,12 @@ class TrainingRunner:
         saved = (Path(run.output_dir) / "adapter_config.json").exists()
         if code == 0 and final and final["event"] == "done":
             status, error = "succeeded", None
-        elif final and final["event"] == "stopped" or (run.run_id in self._stopping and saved):
+        elif final and final["event"] == "stopped" or (child.stopping and saved):
             status, error = "stopped", None if saved else "stopped before the first step; no adapter"
         elif final and final["event"] == "failed":
             status, error = "failed", final.get("reason")
         else:
-            status, error = "failed", exit_reason(code, log_tail(Path(run.output_dir) / "train.log"))
+            status, error = "failed", child.exit_reason()
             log.error("training run %s (%s) failed: %s", run.name, run.run_id, error)
         if final and final["event"] in ("done", "stopped"):
             metrics.update({k: v for k, v in final.items() if k not in ("event", "time")})
@@ -284,13 +270,6 @@ class TrainingRunner:
                 log.exception("registering checkpoint of run %s", run.run_id)
                 run = replace(run, error=f"trained, but registering the checkpoint failed: {exc}")
         self.store.save_run(run)
-
-    def _force_stop(self, process: subprocess.Popen, run_id: str) -> None:
-        try:
-            process.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("run %s ignored SIGTERM for %.0f s; killing it", run_id, self.stop_timeout_s)
-            signal_group(process.pid, signal.SIGKILL)
 
 
 def _asdict(config: LoraTrainConfig) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import logging
 import gradio as gr
 from gradio.utils import get_space
 
+from qwen3arena.api import Actions, register_endpoints
 from qwen3arena.auth import LOGIN_PATH, LOGOUT_PATH, AccessControl, launch_options, roles_at_least
 from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
@@ -51,7 +52,7 @@ def readiness(runtime: Runtime) -> str:
 def show_train_tab(runtime: Runtime) -> bool:
     """ui.train_tab: on, off, or auto (only where a CUDA GPU is visible, as on a GPU Space)."""
     mode = runtime.settings.ui.train_tab
-    if runtime.runner is None or mode == "off":
+    if mode == "off":
         return False
     if mode == "auto":
         try:
@@ -63,14 +64,9 @@ def show_train_tab(runtime: Runtime) -> bool:
     return True
 
 
-def _access(runtime: Runtime) -> AccessControl:
-    if runtime.access is None:
-        runtime.access = AccessControl(runtime.settings.auth, runtime.settings.home)
-    return runtime.access
-
-
 def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Blocks:
-    access = access or _access(runtime)
+    access = access or runtime.access
+    actions = Actions(runtime)
     admin, labeller = roles_at_least("admin"), roles_at_least("labeller")
     hide = access.enabled  # with auth on, restricted tabs start hidden; the page load shows them
     with gr.Blocks(title=runtime.settings.ui.title) as demo:
@@ -97,19 +93,17 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
         with gr.Tabs() as tabs:
             with gr.Tab("Arena", id="arena"):
                 build_arena_tab(runtime.arena, _examples())
-            if runtime.campaigns is not None:
-                with restricted(demo, access, labeller):
-                    label_tabs.append(build_label_tab(runtime.campaigns))
+            with restricted(demo, access, labeller):
+                label_tabs.append(build_label_tab(runtime.campaigns))
             with restricted(demo, access, admin):
-                admin_tabs.append(build_scoreboard_tab(runtime))
-                if runtime.campaigns is not None:
-                    admin_tabs.append(build_campaigns_tab(runtime))
-                train = build_train_tab(runtime) if show_train_tab(runtime) else None
+                admin_tabs.append(build_scoreboard_tab(actions))
+                admin_tabs.append(build_campaigns_tab(runtime))
+                train = build_train_tab(actions) if show_train_tab(runtime) else None
                 if train is not None:
                     admin_tabs.append(train.tab)
-                if runtime.harvester is not None:
-                    admin_tabs.append(build_data_tab(runtime, train, tabs))
+                admin_tabs.append(build_data_tab(actions, train, tabs))
                 admin_tabs.append(build_models_tab(runtime))
+                register_endpoints(actions)  # the application layer's HTTP API, admin only
         for tab in admin_tabs + label_tabs:
             tab.visible = not hide
 
@@ -129,7 +123,7 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
 
 def server_options(runtime: Runtime, access: AccessControl | None = None) -> dict:
     """launch() arguments for auth (the login page, the cookie check); {} with auth off."""
-    return launch_options(access or _access(runtime), runtime.settings.ui.title)
+    return launch_options(access or runtime.access, runtime.settings.ui.title)
 
 
 def launch(runtime: Runtime, **kwargs) -> gr.Blocks:

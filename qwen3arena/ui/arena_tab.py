@@ -1,7 +1,9 @@
 """The Arena tab: two anonymous chats side by side, four votes, then the reveal.
 
 Only text and an opaque battle id reach the browser before the vote; the names come back
-from Arena.vote(). The tab holds no rules of its own: it calls the Arena service.
+from Arena.vote(). The tab holds no rules of its own: it calls the Arena service. The chat
+panes are outputs only: handlers take the battle id and the new message, and both panes are
+drawn from the service's battle (TurnView.chats), never from what the browser sends back.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from qwen3arena.arena import Arena, ArenaError, TurnView, voter_id
-from qwen3arena.store import VoteRejected
+from qwen3arena.arena import Arena, TurnView, voter_id
+from qwen3arena.errors import Refused
 
 VOTE_LABELS = {
     "model_a": "👈 A is better",
@@ -44,19 +46,6 @@ def _user_text(message: Any) -> str:
     return str(message or "")
 
 
-def _side_messages(history: list[dict], prompt: str, answer: str, thinking: str,
-                   error: str | None, pending: bool) -> list[dict]:
-    messages = list(history) + [{"role": "user", "content": prompt}]
-    if thinking:
-        messages.append({"role": "assistant", "content": thinking,
-                         "metadata": {"title": "💭 Thinking", "status": "pending" if pending else "done"}})
-    if error:
-        messages.append({"role": "assistant", "content": f"⚠️ This model failed: {error}."})
-    elif answer or not pending:
-        messages.append({"role": "assistant", "content": answer})
-    return messages
-
-
 def build_arena_tab(arena: Arena, examples: list[str]) -> None:
     battle_id = gr.State(None)
     gr.Markdown(INTRO)
@@ -79,43 +68,32 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[prompt], label="Try one of these")
 
-    def send_message(text: Any, bid: str | None, hist_a: list, hist_b: list,
-                     request: gr.Request) -> Iterator[tuple]:
-        message = _user_text(text)
+    def send_message(text: Any, bid: str | None, request: gr.Request) -> Iterator[tuple]:
         try:
-            message = arena.check_prompt(bid, message)
+            message = arena.check_prompt(bid, _user_text(text))
             if bid is None:
                 bid = arena.start_battle(voter_id(request.username, request.session_hash))
-            turns = arena.play_turn(bid, message)
-            yield from _stream(turns, bid, message, hist_a, hist_b)
-        except ArenaError as exc:
-            yield (hist_a, hist_b, text, bid, gr.update(), f"⚠️ {exc}", gr.update())
+            yield from _stream(arena.play_turn(bid, message), bid)
+        except Refused as exc:
+            yield (gr.update(), gr.update(), text, bid, gr.update(), f"⚠️ {exc}", gr.update())
 
-    def regenerate_turn(bid: str | None, hist_a: list, hist_b: list) -> Iterator[tuple]:
-        if not bid or not hist_a:
-            yield (hist_a, hist_b, gr.update(), bid, gr.update(), "⚠️ Nothing to regenerate yet.", gr.update())
+    def regenerate_turn(bid: str | None) -> Iterator[tuple]:
+        if not bid:
+            yield (gr.update(), gr.update(), gr.update(), bid, gr.update(), "⚠️ Nothing to regenerate yet.",
+                   gr.update())
             return
-        last_prompt = next(m["content"] for m in reversed(hist_a) if m["role"] == "user")
-        cut_a = _before_last_user(hist_a)
-        cut_b = _before_last_user(hist_b)
         try:
-            yield from _stream(arena.regenerate(bid), bid, _user_text(last_prompt), cut_a, cut_b)
-        except ArenaError as exc:
-            yield (hist_a, hist_b, gr.update(), bid, gr.update(), f"⚠️ {exc}", gr.update())
+            yield from _stream(arena.regenerate(bid), bid)
+        except Refused as exc:
+            yield (gr.update(), gr.update(), gr.update(), bid, gr.update(), f"⚠️ {exc}", gr.update())
 
-    def _stream(turns: Iterator[TurnView], bid: str, message: str, hist_a: list, hist_b: list):
-        yield (_side_messages(hist_a, message, "", "", None, True),
-               _side_messages(hist_b, message, "", "", None, True),
-               "", bid, gr.update(visible=False), "⏳ Both models are answering...",
-               gr.update(interactive=False))
+    def _stream(turns: Iterator[TurnView], bid: str) -> Iterator[tuple]:
         view = None
-        for view in turns:
-            yield (
-                _side_messages(hist_a, message, view.answers[0], view.thinking[0], view.errors[0], not view.finished),
-                _side_messages(hist_b, message, view.answers[1], view.thinking[1], view.errors[1], not view.finished),
-                "", bid, gr.update(visible=False), "⏳ Both models are answering...",
-                gr.update(interactive=False),
-            )
+        for view in turns:  # run to the end: the service frees the battle when its stream ends
+            if view.finished:
+                continue
+            yield (*view.chats, "", bid, gr.update(visible=False), "⏳ Both models are answering...",
+                   gr.update(interactive=False))
         if view is None:
             return
         if view.votable:
@@ -123,11 +101,7 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
         else:
             note = ("⚠️ A model failed, so this battle cannot be voted. Press 🔄 Regenerate to retry "
                     "or 🎲 New round.")
-        yield (
-            _side_messages(hist_a, message, view.answers[0], view.thinking[0], view.errors[0], False),
-            _side_messages(hist_b, message, view.answers[1], view.thinking[1], view.errors[1], False),
-            "", bid, gr.update(visible=view.votable), note, gr.update(interactive=True),
-        )
+        yield (*view.chats, "", bid, gr.update(visible=view.votable), note, gr.update(interactive=True))
 
     def cast_vote(outcome: str, bid: str | None, request: gr.Request) -> tuple:
         if not bid:
@@ -135,7 +109,7 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
                     gr.update(), gr.update(), gr.update())
         try:
             reveal = arena.vote(bid, outcome, voter_id(request.username, request.session_hash))
-        except (VoteRejected, ArenaError) as exc:
+        except Refused as exc:
             return (bid, gr.update(visible=False), f"⚠️ {exc}", gr.update(), gr.update(),
                     gr.update(), gr.update(), gr.update())
         text = (f"### Thanks for voting — {OUTCOME_TEXT[reveal.outcome]}.\n"
@@ -157,12 +131,10 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
                 gr.update(interactive=True), gr.update(interactive=False))
 
     stream_outputs = [chat_a, chat_b, prompt, battle_id, vote_row, status, regenerate]
-    send.click(send_message, [prompt, battle_id, chat_a, chat_b], stream_outputs,
-               api_name="send", concurrency_limit=None)
-    prompt.submit(send_message, [prompt, battle_id, chat_a, chat_b], stream_outputs,
+    send.click(send_message, [prompt, battle_id], stream_outputs, api_name="send", concurrency_limit=None)
+    prompt.submit(send_message, [prompt, battle_id], stream_outputs,
                   api_name="send_on_enter", api_visibility="private", concurrency_limit=None)
-    regenerate.click(regenerate_turn, [battle_id, chat_a, chat_b], stream_outputs,
-                     api_name="regenerate", concurrency_limit=None)
+    regenerate.click(regenerate_turn, [battle_id], stream_outputs, api_name="regenerate", concurrency_limit=None)
     vote_outputs = [battle_id, vote_row, status, chat_a, chat_b, prompt, send, regenerate]
     for outcome, button in vote_buttons.items():
         button.click(_vote_handler(cast_vote, outcome), [battle_id], vote_outputs,
@@ -178,10 +150,3 @@ def _vote_handler(cast_vote, outcome: str):
 
     vote.__name__ = f"vote_{outcome}"
     return vote
-
-
-def _before_last_user(history: list[dict]) -> list[dict]:
-    for index in range(len(history) - 1, -1, -1):
-        if history[index]["role"] == "user":
-            return list(history[:index])
-    return []

@@ -1,12 +1,15 @@
 """The Data tab: browse voted battles, build the next round's dataset, follow the lineage.
 
-It calls the Harvester (qwen3arena.harvest) and the Runtime; every rule lives there. It names
-models (the battles are voted, so revealed), so it fills only when an admin opens it.
+It calls the application layer (qwen3arena.api.Actions) and the Harvester's read-only views; every
+rule lives below. The filters and rules are forms bound to BattleFilters' and HarvestRules'
+fields by name (ui.forms). It names models (the battles are voted, so revealed), so it fills
+only when an admin opens it.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import gradio as gr
 import matplotlib
@@ -15,11 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from qwen3arena.harvest import (  # noqa: E402
-    BattleFilters, HarvestError, HarvestRules, LineageEntry, lineage, lineage_frame,
-)
-from qwen3arena.runtime import Runtime  # noqa: E402
-from qwen3arena.ui.train_tab import SHIPPED_DATA, TrainForm  # noqa: E402
+from qwen3arena.api import Actions, typed  # noqa: E402
+from qwen3arena.errors import Refused  # noqa: E402
+from qwen3arena.harvest import BattleFilters, HarvestRules, LineageEntry, lineage, lineage_frame  # noqa: E402
+from qwen3arena.ui.forms import Form  # noqa: E402
+from qwen3arena.ui.train_tab import TrainTab  # noqa: E402
 
 OUTCOME_LABELS = [("A better", "model_a"), ("B better", "model_b"), ("tie", "tie"), ("both bad", "both_bad")]
 BATTLE_COLUMNS = ["battle", "voted", "voter", "model A", "model B", "vote", "turns", "category", "judge",
@@ -58,9 +61,9 @@ def _chat(conversation: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in conversation if m.get("role") in ("user", "assistant")]
 
 
-def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> gr.Tab:
+def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> gr.Tab:
+    runtime = actions.runtime
     harvester = runtime.harvester
-    assert harvester is not None
     with gr.Tab("Data", id="data") as tab:
         gr.Markdown("### Votes → the next round\nBrowse voted battles, leave bad ones out, then build the "
                     "next round's SFT and preference data from the winning answers (rules: docs/harvest.md).")
@@ -112,25 +115,27 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
         lineage_plot = gr.Plot(elem_id="data-lineage-plot")
         lineage_table = gr.Dataframe(interactive=False, elem_id="data-lineage")
 
-        def filters(outcomes_v, model_v, voter_v, category_v, judge_v, campaign_v) -> BattleFilters:
-            return BattleFilters(outcomes=tuple(outcomes_v or ()), model=model_v or None, voter=voter_v or None,
-                                 category=category_v or None, judge=judge_v or "any", campaign=campaign_v or None)
+        filter_form = Form(outcomes=outcomes, model=model, voter=voter, category=category, judge=judge,
+                           campaign=campaign)
+        rule_form = Form(ties=ties, judge_agrees_only=judge_only, include_multi_turn=multi_turn,
+                         include_previous_rounds=previous, base_dataset=base_dataset)
 
-        def rules(ties_v, judge_only_v, multi_v, previous_v, base_v) -> HarvestRules:
-            return HarvestRules(ties=ties_v, judge_agrees_only=bool(judge_only_v), include_multi_turn=bool(multi_v),
-                                include_previous_rounds=bool(previous_v), base_dataset=base_v or None)
+        def filters(data: dict) -> BattleFilters:
+            return typed(BattleFilters, filter_form.values(data), "filters")
 
-        filter_inputs = [outcomes, model, voter, category, judge, campaign]
-        rule_inputs = [ties, judge_only, multi_turn, previous, base_dataset]
+        def rules(data: dict) -> HarvestRules:
+            return typed(HarvestRules, rule_form.values(data), "rules")
 
-        def battle_rows(*filter_values) -> pd.DataFrame:
-            rows = harvester.browse(filters(*filter_values))
-            data = [[r.battle.battle_id, r.battle.created_at.strftime("%Y-%m-%d %H:%M") if r.battle.created_at else "",
-                     r.battle.voter, r.battle.model_a, r.battle.model_b, r.battle.outcome,
-                     sum(1 for m in r.battle.conversation_a if m.get("role") == "user"), r.category,
-                     {True: "agrees", False: "disagrees", None: ""}[r.judge_agrees], r.battle.excluded or "",
-                     r.prompt[:80]] for r in reversed(rows)]
-            return pd.DataFrame(data, columns=BATTLE_COLUMNS)
+        filter_inputs = filter_form.components
+
+        def battle_rows(data: dict) -> pd.DataFrame:
+            rows = harvester.browse(filters(data))
+            table = [[r.battle.battle_id, r.battle.created_at.strftime("%Y-%m-%d %H:%M") if r.battle.created_at else "",
+                      r.battle.voter, r.battle.model_a, r.battle.model_b, r.battle.outcome,
+                      sum(1 for m in r.battle.conversation_a if m.get("role") == "user"), r.category,
+                      {True: "agrees", False: "disagrees", None: ""}[r.judge_agrees], r.battle.excluded or "",
+                      r.prompt[:80]] for r in reversed(rows)]
+            return pd.DataFrame(table, columns=BATTLE_COLUMNS)
 
         def show_battle(bid: str | None) -> tuple:
             row = harvester.battle(bid.strip()) if bid else None
@@ -148,37 +153,41 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             bid = str(table.iloc[index]["battle"]) if 0 <= index < len(table) else ""
             return (bid, *show_battle(bid))
 
-        def exclude(bid: str, reason_v: str, *filter_values) -> tuple:
+        def exclude(data: dict) -> tuple:
+            bid = data[battle_id]
             try:
-                harvester.exclude(bid.strip(), reason_v or "excluded", by="admin")
-            except HarvestError as exc:
-                return (f"⚠️ {exc}", battle_rows(*filter_values))
+                actions.exclude_battle(bid, data[reason] or "excluded")
+            except Refused as exc:
+                return (f"⚠️ {exc}", battle_rows(data))
             return (f"Battle `{bid}` is left out of every future round (its vote still counts in the ratings).",
-                    battle_rows(*filter_values))
+                    battle_rows(data))
 
-        def include(bid: str, *filter_values) -> tuple:
-            harvester.include(bid.strip())
-            return (f"Battle `{bid}` is back in the harvest.", battle_rows(*filter_values))
-
-        def preview(*values) -> tuple:
+        def include(data: dict) -> tuple:
+            bid = data[battle_id]
             try:
-                plan = harvester.preview(rules(*values[:5]), filters(*values[5:]))
-            except HarvestError as exc:
+                actions.include_battle(bid)
+            except Refused as exc:
+                return (f"⚠️ {exc}", battle_rows(data))
+            return (f"Battle `{bid}` is back in the harvest.", battle_rows(data))
+
+        def preview(data: dict) -> tuple:
+            try:
+                plan = actions.preview_round(rules(data), filters(data))
+            except Refused as exc:
                 return f"⚠️ {exc}", ""
             counts = " · ".join(f"{k}: **{v}**" for k, v in plan.counts.items())
-            sample = {"sft.jsonl": plan.sft_rows[:2], "preference.jsonl": plan.preference_rows[:2]}
+            sample = {"sft.jsonl": plan.sft_sample, "preference.jsonl": plan.preference_sample}
             return (f"Round {plan.round} would hold: {counts} · new votes: **{plan.new_votes}**",
                     json.dumps(sample, indent=1, ensure_ascii=False))
 
-        def build(parent_v, *values) -> tuple:
+        def build(data: dict) -> tuple:
             try:
-                record = harvester.build_round(rules(*values[:5]), filters(*values[5:]), created_by="admin",
-                                               parent=parent_v or None)
-            except HarvestError as exc:
+                built = actions.build_round(rules(data), filters(data), parent=data[round_parent] or None)
+            except Refused as exc:
                 return (f"⚠️ {exc}", *round_rows(), build_label())
-            return (f"✅ Round {record.round} built from {len(record.vote_ids)} votes: "
-                    f"{record.counts['sft']} SFT rows, {record.counts['preference']} preference pairs "
-                    f"in `{record.directory}`.", *round_rows(record.round), build_label())
+            return (f"✅ Round {built.round} built from {built.votes} votes: {built.sft_rows} SFT rows, "
+                    f"{built.preference_pairs} preference pairs in `{built.directory}`.",
+                    *round_rows(built.round), build_label())
 
         def build_label() -> dict:
             return gr.update(value=f"Build round {harvester.next_round()}")
@@ -198,88 +207,67 @@ def build_data_tab(runtime: Runtime, train: TrainForm | None, tabs: gr.Tabs) -> 
             plt.close("all")
             return figure, lineage_frame(entries)
 
-        def export(number, repo_v) -> str:
+        def export(number: Any, repo_v: str | None) -> str:
             if not number:
                 return "⚠️ Choose a round."
-            out = runtime.settings.home / "exports" / f"round-{int(number):03d}-hf"
             try:
-                message = harvester.export_hf(int(number), out, repo_id=repo_v or None)
-                return ("⚠️ " if "failed" in message else "✅ ") + message
-            except HarvestError as exc:
+                saved = actions.export_round(int(number), repo_v or None)
+            except Refused as exc:
                 return f"⚠️ {exc}"
+            parts = ", ".join(saved.kinds)
+            if saved.push_error:
+                return (f"⚠️ Saved round {saved.round} ({parts}) to `{saved.path}`; pushing to {saved.repo_id} "
+                        f"failed: {saved.push_error}")
+            if saved.pushed:
+                return f"✅ Saved round {saved.round} to `{saved.path}` and pushed it to {saved.repo_id} ({parts})."
+            hint = "; set HF_TOKEN and a repo id to push it to the Hub" if saved.needs_token else ""
+            return f"✅ Saved round {saved.round} ({parts}) to `{saved.path}`{hint}."
 
-        def on_open(*filter_values) -> tuple:
+        def on_open(data: dict) -> tuple:
             names = [m.name for m in runtime.store.list_models()]
-            voters = harvester.voters()
-            adapters = ["", *(m.name for m in runtime.store.list_models() if m.kind == "adapter")]
-            shipped = ["", *(str(p) for p in sorted(SHIPPED_DATA.glob("*.jsonl")))]
-            campaigns = [("", "")] + [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()] \
-                if runtime.campaigns is not None else [("", "")]
-            return (gr.update(choices=["", *names]), gr.update(choices=["", *voters]), gr.update(choices=campaigns),
-                    gr.update(choices=["", *harvester.category_names()]), battle_rows(*filter_values),
-                    gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(), *lineage_view(),
-                    build_label())
+            adapters = ["", *(c.name for c in actions.checkpoints())]
+            shipped = ["", *actions.shipped_datasets()]
+            campaigns = [("", "")] + [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()]
+            return (gr.update(choices=["", *names]), gr.update(choices=["", *harvester.voters()]),
+                    gr.update(choices=campaigns), gr.update(choices=["", *harvester.category_names()]),
+                    battle_rows(data), gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(),
+                    *lineage_view(), build_label())
 
+        # the public API of these actions is registered once, by field name (api.remote); the
+        # buttons' own events stay private
+        private: dict[str, Any] = {"api_visibility": "private"}
         tab.select(on_open, filter_inputs, [model, voter, campaign, category, battles, base_dataset, round_parent,
                                             rounds_table, round_choice, lineage_plot, lineage_table, build_btn],
-                   api_visibility="private")
-        for control in filter_inputs:
-            control.change(battle_rows, filter_inputs, [battles], api_visibility="private", show_progress="hidden")
-        battles.select(on_select, [battles], [battle_id, battle_info, chat_a, chat_b, chat_a, chat_b],
-                       api_visibility="private")
-        battle_id.submit(show_battle, [battle_id], [battle_info, chat_a, chat_b, chat_a, chat_b],
-                         api_visibility="private")
-        exclude_btn.click(exclude, [battle_id, reason, *filter_inputs], [battle_info, battles], api_name="data_exclude")
-        include_btn.click(include, [battle_id, *filter_inputs], [battle_info, battles], api_name="data_include")
-        preview_btn.click(preview, [*rule_inputs, *filter_inputs], [round_message, examples],
-                          api_name="round_preview")
-        build_btn.click(build, [round_parent, *rule_inputs, *filter_inputs],
-                        [round_message, rounds_table, round_choice, build_btn], api_name="round_build").then(
-            lineage_view, None, [lineage_plot, lineage_table], api_visibility="private")
-        export_btn.click(export, [round_choice, hf_repo], [export_message], api_name="round_export")
-
-        if runtime.runner is not None:
-            def round_train(number: int, method: str, parent: str, name: str, overrides: str,
-                            publish: bool) -> dict:
-                """Queues round N's training run (for `python -m qwen3arena train-round --app`)."""
-                from qwen3arena.train import DatasetError, RunRejected
-
-                try:
-                    config = runtime.round_run_config(int(number), method or "sft", parent or None,
-                                                      name=name or None, **json.loads(overrides or "{}"))
-                    taken = {m.name for m in runtime.store.list_models()}
-                    run = runtime.runner.submit(config, join_arena=bool(publish), taken_names=taken)
-                except (HarvestError, RunRejected, DatasetError, TypeError, ValueError) as exc:
-                    return {"error": str(exc)}
-                return {"run_id": run.run_id, "name": run.name}
-
-            def run_status(run_id: str) -> dict:
-                """A run's status and last step (for the command line)."""
-                progress = runtime.runner.progress(run_id)
-                if progress is None:
-                    return {"status": "unknown", "name": "", "error": f"no run {run_id!r}"}
-                last = progress.last or {}
-                return {"status": progress.run.status, "name": progress.run.name, "error": progress.run.error,
-                        "step": last.get("step"), "total": last.get("total"), "loss": last.get("loss")}
-
-            gr.api(round_train, api_name="round_train")
-            gr.api(run_status, api_name="run_status")
+                   **private)
+        for control in filter_form.fields.values():
+            control.change(battle_rows, filter_inputs, [battles], show_progress="hidden", **private)
+        battles.select(on_select, [battles], [battle_id, battle_info, chat_a, chat_b, chat_a, chat_b], **private)
+        battle_id.submit(show_battle, [battle_id], [battle_info, chat_a, chat_b, chat_a, chat_b], **private)
+        exclude_btn.click(exclude, filter_inputs | {battle_id, reason}, [battle_info, battles], **private)
+        include_btn.click(include, filter_inputs | {battle_id}, [battle_info, battles], **private)
+        preview_btn.click(preview, filter_inputs | rule_form.components, [round_message, examples], **private)
+        build_btn.click(build, filter_inputs | rule_form.components | {round_parent},
+                        [round_message, rounds_table, round_choice, build_btn], **private).then(
+            lineage_view, None, [lineage_plot, lineage_table], **private)
+        export_btn.click(export, [round_choice, hf_repo], [export_message], **private)
 
         if train is not None:
-            def to_train(number, method_v) -> tuple:
+            def to_train(number: Any, method_v: str) -> dict:
+                refused = {**train.form.keep(), tabs: gr.Tabs()}
                 if not number:
-                    return (*(gr.update(),) * 6, "⚠️ Choose a round.", gr.Tabs())
+                    return {**refused, train.message: "⚠️ Choose a round."}
                 try:
-                    config = runtime.round_run_config(int(number), method_v)
-                except HarvestError as exc:
-                    return (*(gr.update(),) * 6, f"⚠️ {exc}", gr.Tabs())
+                    config = actions.round_run_config(int(number), method_v)
+                except Refused as exc:
+                    return {**refused, train.message: f"⚠️ {exc}"}
                 note = (f"Round {number} ({method_v.upper()}) filled in: check the settings, then Start training."
                         + (f" It continues from {config.parent}." if config.parent else ""))
-                return (config.name, gr.update(choices=[config.dataset], value=config.dataset), config.method,
-                        gr.update(choices=["", config.parent or ""], value=config.parent or ""), config.round,
-                        config.learning_rate, note, gr.Tabs(selected="train"))
+                return {**train.form.fill({"name": config.name, "method": config.method, "round": config.round,
+                                           "learning_rate": config.learning_rate}),
+                        train.form["dataset"]: gr.update(choices=[config.dataset], value=config.dataset),
+                        train.form["parent"]: gr.update(choices=["", config.parent or ""], value=config.parent or ""),
+                        train.message: note, tabs: gr.Tabs(selected="train")}
 
             train_btn.click(to_train, [round_choice, round_method],
-                            [train.name, train.dataset, train.method, train.parent, train.round, train.lr,
-                             train.message, tabs], api_visibility="private")
+                            [*train.form.fields.values(), train.message, tabs], **private)
     return tab

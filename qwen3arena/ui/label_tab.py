@@ -1,7 +1,8 @@
 """The Label tab: a labeller works through a campaign. Prompts are served (no typing), a
 follow-up turn is allowed, each vote takes a reason chip and an optional comment, and the
 labeller's own progress is shown. Names are never shown here, not even after a vote; the
-page holds no battle id: the server knows which slot the labeller has in hand."""
+page holds no battle id: the server knows which slot the labeller has in hand. The answer
+panes are outputs only, drawn from the server's battle (TurnView.chats) or stored review."""
 
 from __future__ import annotations
 
@@ -9,19 +10,16 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from qwen3arena.arena import ArenaError, TurnView, voter_id
+from qwen3arena.arena import TurnView, render_pane, voter_id
 from qwen3arena.campaigns import Assignment, CampaignError, CampaignService
-from qwen3arena.ui.arena_tab import VOTE_LABELS, _side_messages, _user_text
+from qwen3arena.errors import Refused
+from qwen3arena.ui.arena_tab import VOTE_LABELS, _user_text
 
 
 def _progress_text(service: CampaignService, campaign_id: str, labeller: str) -> str:
     mine = service.my_progress(campaign_id, labeller)
     return (f"**Your progress:** {mine.done} judged · {mine.available} more prompts open to you "
             f"(campaign: {mine.total} judgements in all)")
-
-
-def _history_messages(conversation: list[dict]) -> list[dict]:
-    return [{"role": m["role"], "content": m["content"]} for m in conversation]
 
 
 def build_label_tab(service: CampaignService) -> gr.Tab:
@@ -68,25 +66,20 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
             return (f"**Rubric:** {view.rubric}", _progress_text(service, campaign_id, labeller(request)),
                     gr.update(choices=view.reasons, value=None))
 
-        def _frames(assignment: Assignment, views: Iterator[TurnView], text: str,
-                    before: tuple[list, list] = ([], [])) -> Iterator[tuple]:
+        def _frames(assignment: Assignment, views: Iterator[TurnView]) -> Iterator[tuple]:
             view = None
-            for view in views:
-                yield (_side_messages(before[0], text, view.answers[0], view.thinking[0], view.errors[0],
-                                      not view.finished),
-                       _side_messages(before[1], text, view.answers[1], view.thinking[1], view.errors[1],
-                                      not view.finished),
-                       gr.update(visible=False), "⏳ Both models are answering...", gr.update(), gr.update(),
-                       gr.update(interactive=False), gr.update(interactive=False))
+            for view in views:  # run to the end: the service frees the battle when its stream ends
+                if view.finished:
+                    continue
+                yield (*view.chats, gr.update(visible=False), "⏳ Both models are answering...", gr.update(),
+                       gr.update(), gr.update(interactive=False), gr.update(interactive=False))
             if view is None:
                 return
             if not view.votable:
                 note = "⚠️ A model failed on this prompt. Press ▶ Next prompt to try it again."
             else:
                 note = f"✅ Prompt `{assignment.prompt_id}`: judge the answers, or ask one follow-up first."
-            history_a, history_b = service.history(assignment)
-            yield (_history_messages(history_a) or gr.update(), _history_messages(history_b) or gr.update(),
-                   gr.update(visible=view.votable), note, gr.update(), gr.update(value=None),
+            yield (*view.chats, gr.update(visible=view.votable), note, gr.update(), gr.update(value=None),
                    gr.update(interactive=view.votable, value=""), gr.update(interactive=view.votable))
 
         def next_prompt(campaign_id: str | None, request: gr.Request) -> Iterator[tuple]:
@@ -104,13 +97,13 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                     return
                 if assignment.kind == "review":
                     history_a, history_b = service.history(assignment)
-                    yield (_history_messages(history_a), _history_messages(history_b), gr.update(visible=True),
+                    yield (render_pane(history_a), render_pane(history_b), gr.update(visible=True),
                            f"✅ Prompt `{assignment.prompt_id}`: these answers were already written; judge them.",
                            _progress_text(service, campaign_id, who), gr.update(value=None),
                            gr.update(interactive=False), gr.update(interactive=False))
                     return
-                yield from _frames(assignment, service.play(assignment, who), assignment.prompt)
-            except (CampaignError, ArenaError) as exc:
+                yield from _frames(assignment, service.play(assignment, who))
+            except Refused as exc:
                 yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
 
         def ask(campaign_id: str | None, text: Any, request: gr.Request) -> Iterator[tuple]:
@@ -121,9 +114,8 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                 current = service.current(campaign_id or "", who)
                 if current is None:
                     raise CampaignError("Press ▶ Next prompt first.")
-                before = tuple(_history_messages(h) for h in service.history(current))
-                yield from _frames(current, service.follow_up(campaign_id or "", who, message), message, before)
-            except (CampaignError, ArenaError) as exc:
+                yield from _frames(current, service.follow_up(campaign_id or "", who, message))
+            except Refused as exc:
                 yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
 
         def cast(outcome: str):

@@ -4,10 +4,7 @@ runs started from here. Filled when the tab opens (it names models)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
-from datetime import date
+import time
 
 import gradio as gr
 import matplotlib
@@ -18,20 +15,25 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qwen3arena.config import REPO_ROOT  # noqa: E402
-from qwen3arena.harvest import BattleFilters as HarvestFilters  # noqa: E402
 from qwen3arena.judge import JudgeError  # noqa: E402
-from qwen3arena.judge.runs import judge_prompt_set, judge_voted_battles  # noqa: E402
-from qwen3arena.runtime import Runtime  # noqa: E402
-from qwen3arena.scoreboard import BoardFilters, Scoreboard, build_scoreboard  # noqa: E402
+from qwen3arena.jobs import JobRecord  # noqa: E402
+from qwen3arena.api import Actions, ScoreboardQuery, typed  # noqa: E402
+from qwen3arena.errors import Refused  # noqa: E402
+from qwen3arena.scoreboard import Scoreboard  # noqa: E402
+from qwen3arena.ui.forms import Form  # noqa: E402
 
 PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"
 
 
-def _date(text: str | None) -> date | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    return date.fromisoformat(text)
+def _judge_text(job: JobRecord | None) -> str:
+    """A judge job's state in one line: its last progress line, its summary, or why it ended."""
+    if job is None:
+        return ""
+    if job.active:
+        return f"⏳ {job.stage}"
+    if job.status == "succeeded":
+        return f"✅ {(job.result or {}).get('summary', '')}"
+    return f"⚠️ {job.error}" if job.status == "failed" else f"⚠️ {job.status}: {job.error}"
 
 
 def _interval_plot(board: Scoreboard):
@@ -93,7 +95,8 @@ def _agreement_text(board: Scoreboard) -> str:
     return "\n".join(lines)
 
 
-def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
+def build_scoreboard_tab(actions: Actions) -> gr.Tab:
+    runtime = actions.runtime
     with gr.Tab("Scoreboard", id="scoreboard") as tab:
         gr.Markdown("### Scoreboard\nHuman votes (Bradley-Terry, 95% bootstrap intervals; the rank counts "
                     "the models that are better beyond doubt), the LLM judge, and benchmarks — in "
@@ -139,37 +142,27 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             eval_status = gr.Markdown(elem_id="eval-status")
             eval_log = gr.Code(label="EvalScope log (last lines)", language=None, interactive=False)
         eval_timer = gr.Timer(2.0, active=False)
+        judge_timer = gr.Timer(2.0, active=False)
         board_timer = gr.Timer(30.0, active=False)
         job_id = gr.State(None)
 
-        def load(min_v, ties_v, bad_v, leaks_v, voter_v, since_v, until_v, category_v, campaign_v,
-                 style_v=False) -> tuple:
-            battle_ids = None
-            if category_v and runtime.harvester is not None:
-                battle_ids = runtime.harvester.battle_ids(HarvestFilters(category=category_v))
+        query_form = Form(min_votes=min_votes, include_ties=include_ties, both_bad_as_tie=both_bad,
+                          exclude_identity_leaks=no_leaks, voter=voter, since=since, until=until,
+                          category=category, campaign=campaign, style_control=style)
+
+        def load(data: dict) -> tuple:
             try:
-                filters = BoardFilters(min_votes=int(min_v or 0), include_ties=bool(ties_v),
-                                       both_bad_as_tie=bool(bad_v), exclude_identity_leaks=bool(leaks_v),
-                                       voter=(voter_v or "").strip() or None,
-                                       since=_date(since_v), until=_date(until_v),
-                                       campaign=campaign_v or None, battle_ids=battle_ids,
-                                       style_control=bool(style_v))
-            except ValueError:
-                return ("⚠️ Dates must look like 2026-11-27.", gr.update(), gr.update(), gr.update(),
+                query = typed(ScoreboardQuery, query_form.values(data), "filters")
+            except Refused as exc:  # a date that is not one, a count that is not a number
+                return (f"⚠️ {exc}", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
-            board = build_scoreboard(runtime.store, filters)
-            # one file per filter setting, replaced atomically: the 30 s refresh must not pile up files
-            key = hashlib.sha256(repr(filters).encode()).hexdigest()[:12]
-            path = runtime.settings.home / "exports" / f"scoreboard-{key}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-            board.table.to_csv(partial, index=False)
-            os.replace(partial, path)
+            board = actions.scoreboard(query)
+            exported = actions.export_scoreboard(query, board)
             note = f"{board.n_votes} votes rated." + ("\n\n" + "\n\n".join(board.notes) if board.notes else "")
             figures = (_interval_plot(board), _matrix_plot(board.win_rates, "Win rate", ".2f"),
                        _matrix_plot(board.battle_counts, "Battles", ".0f"))
             plt.close("all")
-            return (note, board.table, str(path), *figures, _agreement_text(board))
+            return (note, board.table, exported.path, *figures, _agreement_text(board))
 
         def on_open() -> tuple:
             names = runtime.pool.names()
@@ -186,29 +179,42 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
                     gr.update(choices=[("", ""), *((c, c) for c in categories)]),
                     gr.update(choices=[("", ""), *campaigns]))
 
-        def run_judge_battles():
-            line = ""
+        def follow_judge(start):
+            """Starts a judge job and streams its state until it ends. The job runs on in the
+            app if this request is dropped; the tab's timer re-attaches to it."""
             try:
-                for line in judge_voted_battles(runtime.store, runtime.settings.judge):
-                    yield f"⏳ {line}"
+                job_id = start()
             except JudgeError as exc:
                 yield f"⚠️ {exc}"
                 return
-            yield f"✅ {line}"
+            shown = None
+            while True:
+                job = runtime.judge_runs.get(job_id)
+                text = _judge_text(job)
+                if text != shown:
+                    shown = text
+                    yield text
+                if job is None or not job.active:
+                    return
+                time.sleep(0.5)
+
+        def run_judge_battles():
+            yield from follow_judge(runtime.judge_runs.start_battles)
 
         def run_judge_prompts(candidate_v, baseline_v):
             if not candidate_v or not baseline_v or candidate_v == baseline_v:
                 yield "⚠️ Choose two different models."
                 return
             try:
-                line = ""
-                for line in judge_prompt_set(runtime.store, runtime.settings.judge, runtime.pool.get(candidate_v),
-                                             runtime.pool.get(baseline_v), PROMPT_SET):
-                    yield f"⏳ {line}"
-            except JudgeError as exc:
-                yield f"⚠️ {exc}"
+                pair = runtime.pool.get(candidate_v), runtime.pool.get(baseline_v)
+            except KeyError as exc:
+                yield f"⚠️ No model {exc} in the arena."
                 return
-            yield f"✅ {line}"
+            yield from follow_judge(lambda: runtime.judge_runs.start_prompt_set(*pair, PROMPT_SET))
+
+        def poll_judge() -> tuple:
+            job = runtime.judge_runs.latest()
+            return _judge_text(job), gr.Timer(active=job is not None and job.active)
 
         def start_eval(model_v, limit_v) -> tuple:
             if not model_v:
@@ -236,9 +242,15 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
             active = snapshot.status in ("queued", "running")
             return text, runtime.evals.log_tail(job), gr.Timer(active=active)
 
-        filters = [min_votes, include_ties, both_bad, no_leaks, voter, since, until, category, campaign, style]
+        def attach_eval() -> tuple:
+            """The newest benchmark job, running or finished (also one of an earlier app process)."""
+            latest = runtime.evals.latest()
+            job = latest.job_id if latest is not None else None
+            return (job, *poll_eval(job))
+
+        filters = query_form.components
         outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
-        refresh.click(load, filters, outputs, api_name="scoreboard")
+        refresh.click(load, filters, outputs, api_visibility="private")  # the API: /scoreboard (api.remote)
         tab.select(load, filters, outputs, api_visibility="private")
         tab.select(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
         auto.change(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
@@ -250,4 +262,7 @@ def build_scoreboard_tab(runtime: Runtime) -> gr.Tab:
         eval_btn.click(start_eval, [eval_model, eval_limit], [job_id, eval_status, eval_timer], api_name="run_benchmarks")
         eval_timer.tick(poll_eval, [job_id], [eval_status, eval_log, eval_timer], api_visibility="private",
                         show_progress="hidden")
+        tab.select(attach_eval, None, [job_id, eval_status, eval_log, eval_timer], api_visibility="private")
+        tab.select(poll_judge, None, [judge_log, judge_timer], api_visibility="private")
+        judge_timer.tick(poll_judge, None, [judge_log, judge_timer], api_visibility="private", show_progress="hidden")
     return tab

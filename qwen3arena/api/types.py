@@ -1,0 +1,162 @@
+"""What the application layer's actions take and give back: plain dataclasses, one per result.
+
+Every field is JSON-friendly after `codec.plain` (str, numbers, bools, lists, dicts, dates), so the
+same value reaches a tab (local call), the CLI (local or through `--app`) and any HTTP client.
+Each result carries the facts; the faces word them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from qwen3arena.train import LengthStats
+
+
+@dataclass(frozen=True)
+class RunPreview:
+    """What a run would train on: the rows checked, samples as the model sees them."""
+
+    rows: int
+    method: str
+    samples: list[list[str]]            # sft: [masked, trained]; dpo: [prompt, chosen, rejected]
+    command: str                        # the equivalent shell command (run.yaml + python -m ...)
+    lengths: LengthStats | None = None  # sft only
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    name: str
+    queued_ahead: int = 0               # runs queued before this one
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as a page or the CLI follows it."""
+
+    run_id: str
+    name: str
+    status: str
+    step: int | None = None
+    total: int | None = None
+    loss: float | None = None
+    fraction: float = 0.0
+    stopping: bool = False
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    last: dict[str, Any] | None = None   # the last step event (lr, tokens/s, DPO margins, ...)
+    losses: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
+    log_tail: str = ""
+    wandb: str | None = None
+    adapter: str | None = None           # the adapter directory, once written
+    started_at: str | None = None
+    final_loss: float | None = None
+    steps_done: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+@dataclass(frozen=True)
+class RunStopped:
+    run_id: str
+    status: str                          # the run's status now ("cancelled" when it was queued)
+    stopping: bool                       # a running run finishing its step and saving its adapter
+    message: str                         # the runner's words for it, to show
+
+
+@dataclass(frozen=True)
+class ReusedSettings:
+    """An earlier run's settings under the next free checkpoint name."""
+
+    run_id: str
+    config: dict[str, Any]               # LoraTrainConfig fields (parent blanked when it is gone)
+
+
+@dataclass(frozen=True)
+class DatasetUploaded:
+    path: str
+    rows: int
+    original_name: str
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    name: str
+    in_arena: bool
+    base_model: str | None
+    dataset: str | None
+    round: int | None
+    parent: str | None
+    final_loss: float | None
+    registered: str
+
+
+@dataclass(frozen=True)
+class Exported:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What "Build round N" would write."""
+
+    round: int
+    counts: dict[str, int]
+    new_votes: int
+    sft_sample: list[dict[str, Any]]
+    preference_sample: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RoundBuilt:
+    round: int
+    votes: int
+    sft_rows: int
+    preference_pairs: int
+    directory: str
+
+
+@dataclass(frozen=True)
+class BattleExcluded:
+    battle_id: str
+    excluded: bool
+
+
+@dataclass(frozen=True)
+class ScoreboardQuery:
+    """The Scoreboard's filters as a person sets them (a category, not battle ids)."""
+
+    min_votes: int = 0
+    include_ties: bool = True
+    both_bad_as_tie: bool = True
+    exclude_identity_leaks: bool = True
+    voter: str | None = None
+    since: date | None = None
+    until: date | None = None
+    category: str | None = None
+    campaign: str | None = None
+    style_control: bool = False
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """The Scoreboard's table as data: what the API and the CLI get (the tab also draws plots)."""
+
+    votes: int
+    columns: list[str]
+    rows: list[list[Any]]
+    notes: list[str]
+    csv: str                             # the same table as a CSV file on the server
+
+
+@dataclass(frozen=True)
+class ScoreboardExport:
+    path: str
+    votes: int
+    models: int
