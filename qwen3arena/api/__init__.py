@@ -6,11 +6,11 @@
 errors, so the CLI's `--app` mode and its local mode share every line but the transport.
 """
 
-from qwen3arena.api.actions import Actions, cuda_available
+from qwen3arena.api.actions import PROMPT_SET, Actions, cuda_available
 from qwen3arena.api.codec import plain, typed
 from qwen3arena.api.remote import ENDPOINTS, RemoteActions, register_endpoints
 from qwen3arena.api.types import (
-    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
+    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
     RunStarted, RunStopped, RunView, ScoreboardExport, ScoreboardQuery,
 )
 from qwen3arena.checkpoints import Registered
@@ -18,7 +18,7 @@ from qwen3arena.errors import Refused
 from qwen3arena.harvest import RoundExport
 
 __all__ = [
-    "ENDPOINTS", "Actions", "BattleExcluded", "BoardView", "CheckpointView", "DatasetUploaded", "Exported", "Refused",
+    "ENDPOINTS", "PROMPT_SET", "Actions", "BattleExcluded", "BoardView", "CheckpointView", "DatasetUploaded", "Exported", "FilterChoices", "Refused",
     "Registered", "RemoteActions", "ReusedSettings", "RoundBuilt", "RoundExport", "RoundPlan", "RunPreview",
     "RunStarted", "RunStopped", "RunView", "ScoreboardExport", "ScoreboardQuery", "cuda_available", "plain",
     "register_endpoints", "typed",

@@ -21,13 +21,19 @@ from typing import Any
 import yaml
 
 from qwen3arena.api.types import (
-    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
+    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
     RunStarted, RunStopped, RunView, ScoreboardExport, ScoreboardQuery,
 )
 from qwen3arena.checkpoints import Registered
 from qwen3arena.config import REPO_ROOT
-from qwen3arena.harvest import BattleFilters, HarvestError, HarvestRules, RoundExport
+from qwen3arena.harvest import (
+    BattleFilters, BattleRow, HarvestError, HarvestRules, LineageEntry, RoundExport, RoundRecord, lineage,
+)
+from qwen3arena.evals import EvalJob, EvalRejected
+from qwen3arena.jobs import JobRecord
+from qwen3arena.judge import JudgeError
 from qwen3arena.runtime import Runtime
+from qwen3arena.serve import AdapterError
 from qwen3arena.scoreboard import BoardFilters, Scoreboard, build_scoreboard
 from qwen3arena.train import (
     PACKED_ON_CPU, LoraTrainConfig, RunRejected, accept_upload, grouping_multiple, length_stats, load_conversations,
@@ -35,6 +41,7 @@ from qwen3arena.train import (
 )
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
+PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"  # what "Judge the prompt set" asks both models
 DPO_LEARNING_RATE = 5e-5  # a round's DPO run starts lower than SFT's 2e-4: it only nudges the policy
 
 
@@ -196,6 +203,32 @@ class Actions:
 
     # -- harvest and rounds ------------------------------------------------------------------
 
+    def battles(self, filters: BattleFilters = BattleFilters()) -> list[BattleRow]:
+        """Voted battles, newest last (admins only: the models are revealed)."""
+        return self.runtime.harvester.browse(filters)
+
+    def battle(self, battle_id: str) -> BattleRow | None:
+        return self.runtime.harvester.battle(battle_id.strip()) if battle_id and battle_id.strip() else None
+
+    def rounds(self) -> list[RoundRecord]:
+        return self.runtime.harvester.rounds()
+
+    def next_round(self) -> int:
+        return self.runtime.harvester.next_round()
+
+    def lineage(self) -> list[LineageEntry]:
+        """Each round's checkpoint with its rating and interval, against its parent's."""
+        return lineage(self.runtime.store)
+
+    def filter_choices(self) -> FilterChoices:
+        """What the Data and Scoreboard tabs' filters offer."""
+        runtime = self.runtime
+        return FilterChoices(
+            models=[m.name for m in runtime.store.list_models()], voters=runtime.harvester.voters(),
+            categories=runtime.harvester.category_names(),
+            campaigns=[(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()],
+            checkpoints=[c.name for c in self.runtime.checkpoints.adapters()])
+
     def preview_round(self, rules: HarvestRules = HarvestRules(),
                       filters: BattleFilters = BattleFilters()) -> RoundPlan:
         plan = self.runtime.harvester.preview(rules, filters)
@@ -244,6 +277,53 @@ class Actions:
     def include_battle(self, battle_id: str) -> BattleExcluded:
         self.runtime.harvester.include(battle_id.strip())
         return BattleExcluded(battle_id.strip(), False)
+
+    # -- judge and benchmarks (background jobs: they outlive the request that starts them) ----
+
+    def judge_battles(self) -> JobRecord:
+        """Judges the voted battles the current judge has not judged yet; JudgeError if a judge
+        job is already running or the judge is not configured."""
+        runs = self.runtime.judge_runs
+        return runs.get(runs.start_battles())
+
+    def judge_prompt_set(self, candidate: str, baseline: str) -> JobRecord:
+        """Both models answer the shipped prompt set; the judge compares them."""
+        if not candidate or not baseline or candidate == baseline:
+            raise JudgeError("Choose two different models.")
+        runs = self.runtime.judge_runs
+        return runs.get(runs.start_prompt_set(self._contestant(candidate), self._contestant(baseline), PROMPT_SET))
+
+    def judge_job(self, job_id: str | None = None) -> JobRecord | None:
+        """A judge job by id, or the newest one (a page re-attaching after it was closed)."""
+        runs = self.runtime.judge_runs
+        return runs.get(job_id) if job_id else runs.latest()
+
+    def start_benchmark(self, model: str, limit: int | None = None) -> EvalJob:
+        """Benchmarks an arena model with EvalScope on the shipped datasets (EvalRejected: nothing queued)."""
+        if not model:
+            raise EvalRejected("Choose a model.")
+        contestant = self._contestant(model)
+        evals = self.runtime.evals
+        job_id = evals.start(model, contestant.endpoint.base_url, limit=limit or None,
+                             api_key=contestant.endpoint.api_key)
+        return evals.get(job_id)
+
+    def benchmark(self, job_id: str | None = None) -> EvalJob | None:
+        """A benchmark job by id, or the newest one, running or finished (also of an earlier app)."""
+        evals = self.runtime.evals
+        return evals.get(job_id) if job_id else evals.latest()
+
+    def benchmark_log(self, job_id: str) -> str:
+        return self.runtime.evals.log_tail(job_id)
+
+    def arena_models(self) -> list[str]:
+        return self.runtime.pool.names()
+
+    def _contestant(self, name: str):
+        try:
+            return self.runtime.pool.get(name)
+        except KeyError:
+            raise AdapterError(f"No model {name!r} in the arena.") from None
 
     # -- scoreboard --------------------------------------------------------------------------
 

@@ -40,6 +40,11 @@ ENDPOINTS: dict[str, str] = {
     "data_exclude": "exclude_battle",
     "data_include": "include_battle",
     "scoreboard": "board",
+    "judge_battles": "judge_battles",
+    "judge_prompt_set": "judge_prompt_set",
+    "judge_job": "judge_job",
+    "run_benchmarks": "start_benchmark",
+    "benchmark": "benchmark",
 }
 
 

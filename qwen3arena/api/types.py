@@ -129,6 +129,15 @@ class BattleExcluded:
 
 
 @dataclass(frozen=True)
+class FilterChoices:
+    models: list[str]
+    voters: list[str]
+    categories: list[str]
+    campaigns: list[tuple[str, str]]     # (name, campaign id)
+    checkpoints: list[str]
+
+
+@dataclass(frozen=True)
 class ScoreboardQuery:
     """The Scoreboard's filters as a person sets them (a category, not battle ids)."""
 

@@ -87,6 +87,8 @@ class LoraTrainConfig:
         named); check_runnable() demands one."""
         if self.name and not NAME_PATTERN.match(self.name):
             raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        if self.round is not None and self.round < 1:
+            raise RunRejected("Round: use 1 or more, or leave it empty (a run outside the rounds).")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise RunRejected("Set epochs above 0 or max steps above 0.")
         if self.method not in METHODS:

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from qwen3arena.api import Actions, typed  # noqa: E402
 from qwen3arena.errors import Refused  # noqa: E402
-from qwen3arena.harvest import BattleFilters, HarvestRules, LineageEntry, lineage, lineage_frame  # noqa: E402
+from qwen3arena.harvest import BattleFilters, HarvestRules, LineageEntry, lineage_frame  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
 from qwen3arena.ui.train_tab import TrainTab  # noqa: E402
 
@@ -62,8 +62,6 @@ def _chat(conversation: list[dict]) -> list[dict]:
 
 
 def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> gr.Tab:
-    runtime = actions.runtime
-    harvester = runtime.harvester
     with gr.Tab("Data", id="data") as tab:
         gr.Markdown("### Votes → the next round\nBrowse voted battles, leave bad ones out, then build the "
                     "next round's SFT and preference data from the winning answers (rules: docs/harvest.md).")
@@ -129,7 +127,7 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
         filter_inputs = filter_form.components
 
         def battle_rows(data: dict) -> pd.DataFrame:
-            rows = harvester.browse(filters(data))
+            rows = actions.battles(filters(data))
             table = [[r.battle.battle_id, r.battle.created_at.strftime("%Y-%m-%d %H:%M") if r.battle.created_at else "",
                       r.battle.voter, r.battle.model_a, r.battle.model_b, r.battle.outcome,
                       sum(1 for m in r.battle.conversation_a if m.get("role") == "user"), r.category,
@@ -138,7 +136,7 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
             return pd.DataFrame(table, columns=BATTLE_COLUMNS)
 
         def show_battle(bid: str | None) -> tuple:
-            row = harvester.battle(bid.strip()) if bid else None
+            row = actions.battle(bid or "")
             if row is None:
                 return "", [], [], gr.update(label="Model A"), gr.update(label="Model B")
             b = row.battle
@@ -190,10 +188,10 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
                     *round_rows(built.round), build_label())
 
         def build_label() -> dict:
-            return gr.update(value=f"Build round {harvester.next_round()}")
+            return gr.update(value=f"Build round {actions.next_round()}")
 
         def round_rows(selected: int | None = None) -> tuple:
-            records = harvester.rounds()
+            records = actions.rounds()
             data = [[r.round, r.created_at.strftime("%Y-%m-%d %H:%M"), r.created_by or "", len(r.vote_ids),
                      r.counts.get("sft", 0), r.counts.get("preference", 0), r.parent or "", r.directory]
                     for r in reversed(records)]
@@ -202,7 +200,7 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
             return pd.DataFrame(data, columns=ROUND_COLUMNS), gr.update(choices=choices, value=value)
 
         def lineage_view() -> tuple:
-            entries = lineage(runtime.store)
+            entries = actions.lineage()
             figure = _lineage_plot(entries)
             plt.close("all")
             return figure, lineage_frame(entries)
@@ -224,14 +222,11 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
             return f"✅ Saved round {saved.round} ({parts}) to `{saved.path}`{hint}."
 
         def on_open(data: dict) -> tuple:
-            names = [m.name for m in runtime.store.list_models()]
-            adapters = ["", *(c.name for c in actions.checkpoints())]
-            shipped = ["", *actions.shipped_datasets()]
-            campaigns = [("", "")] + [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()]
-            return (gr.update(choices=["", *names]), gr.update(choices=["", *harvester.voters()]),
-                    gr.update(choices=campaigns), gr.update(choices=["", *harvester.category_names()]),
-                    battle_rows(data), gr.update(choices=shipped), gr.update(choices=adapters), *round_rows(),
-                    *lineage_view(), build_label())
+            choices = actions.filter_choices()
+            return (gr.update(choices=["", *choices.models]), gr.update(choices=["", *choices.voters]),
+                    gr.update(choices=[("", ""), *choices.campaigns]), gr.update(choices=["", *choices.categories]),
+                    battle_rows(data), gr.update(choices=["", *actions.shipped_datasets()]),
+                    gr.update(choices=["", *choices.checkpoints]), *round_rows(), *lineage_view(), build_label())
 
         # the public API of these actions is registered once, by field name (api.remote); the
         # buttons' own events stay private

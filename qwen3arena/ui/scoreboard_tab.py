@@ -14,15 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from qwen3arena.config import REPO_ROOT  # noqa: E402
-from qwen3arena.judge import JudgeError  # noqa: E402
 from qwen3arena.jobs import JobRecord  # noqa: E402
-from qwen3arena.api import Actions, ScoreboardQuery, typed  # noqa: E402
+from qwen3arena.api import PROMPT_SET, Actions, ScoreboardQuery, typed  # noqa: E402
 from qwen3arena.errors import Refused  # noqa: E402
 from qwen3arena.scoreboard import Scoreboard  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
 
-PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"
 
 
 def _judge_text(job: JobRecord | None) -> str:
@@ -165,31 +162,29 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
             return (note, board.table, exported.path, *figures, _agreement_text(board))
 
         def on_open() -> tuple:
-            names = runtime.pool.names()
+            names = actions.arena_models()
             judge = runtime.settings.judge
             info = (f"Judge: `{judge.model}` at `{judge.base_url}` (key from `{judge.api_key_env}`). "
                     "Each pair is judged twice with the positions swapped; unparseable replies are excluded, "
                     "never counted as ties; replies are cached, so nothing is paid for twice.")
             pick = gr.update(choices=names, value=names[0] if names else None)
             base = gr.update(choices=names, value=names[-1] if names else None)
-            categories = runtime.harvester.category_names() if runtime.harvester is not None else []
-            campaigns = [(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()] \
-                if runtime.campaigns is not None else []
+            choices = actions.filter_choices()
             return (info, pick, base, gr.update(choices=names, value=names[0] if names else None),
-                    gr.update(choices=[("", ""), *((c, c) for c in categories)]),
-                    gr.update(choices=[("", ""), *campaigns]))
+                    gr.update(choices=[("", ""), *((c, c) for c in choices.categories)]),
+                    gr.update(choices=[("", ""), *choices.campaigns]))
 
         def follow_judge(start):
             """Starts a judge job and streams its state until it ends. The job runs on in the
             app if this request is dropped; the tab's timer re-attaches to it."""
             try:
-                job_id = start()
-            except JudgeError as exc:
+                job = start()
+            except Refused as exc:
                 yield f"⚠️ {exc}"
                 return
             shown = None
             while True:
-                job = runtime.judge_runs.get(job_id)
+                job = actions.judge_job(job.job_id)
                 text = _judge_text(job)
                 if text != shown:
                     shown = text
@@ -199,37 +194,24 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
                 time.sleep(0.5)
 
         def run_judge_battles():
-            yield from follow_judge(runtime.judge_runs.start_battles)
+            yield from follow_judge(actions.judge_battles)
 
         def run_judge_prompts(candidate_v, baseline_v):
-            if not candidate_v or not baseline_v or candidate_v == baseline_v:
-                yield "⚠️ Choose two different models."
-                return
-            try:
-                pair = runtime.pool.get(candidate_v), runtime.pool.get(baseline_v)
-            except KeyError as exc:
-                yield f"⚠️ No model {exc} in the arena."
-                return
-            yield from follow_judge(lambda: runtime.judge_runs.start_prompt_set(*pair, PROMPT_SET))
+            yield from follow_judge(lambda: actions.judge_prompt_set(candidate_v or "", baseline_v or ""))
 
         def poll_judge() -> tuple:
-            job = runtime.judge_runs.latest()
+            job = actions.judge_job()
             return _judge_text(job), gr.Timer(active=job is not None and job.active)
 
         def start_eval(model_v, limit_v) -> tuple:
-            if not model_v:
-                return None, "⚠️ Choose a model.", gr.Timer(active=False)
             try:
-                contestant = runtime.pool.get(model_v)
-                job = runtime.evals.start(model_v, contestant.endpoint.base_url,
-                                          limit=int(limit_v) if limit_v else None,
-                                          api_key=contestant.endpoint.api_key)
-            except (KeyError, ValueError) as exc:
+                job = actions.start_benchmark(model_v or "", int(limit_v) if limit_v else None)
+            except Refused as exc:
                 return None, f"⚠️ {exc}", gr.Timer(active=False)
-            return job, "⏳ queued", gr.Timer(active=True)
+            return job.job_id, "⏳ queued", gr.Timer(active=True)
 
-        def poll_eval(job: str | None) -> tuple:
-            snapshot = runtime.evals.get(job) if job else None
+        def poll_eval(job_id: str | None) -> tuple:
+            snapshot = actions.benchmark(job_id) if job_id else None
             if snapshot is None:
                 return "", "", gr.Timer(active=False)
             text = f"**{snapshot.model}**: {snapshot.status} — {snapshot.stage} ({snapshot.done}/{snapshot.total})"
@@ -240,11 +222,11 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
                     text += f"\n- {score.dataset} {score.metric}: " + \
                             (f"{score.score:.4f} (n={score.num})" if score.score is not None else f"failed: {score.error}")
             active = snapshot.status in ("queued", "running")
-            return text, runtime.evals.log_tail(job), gr.Timer(active=active)
+            return text, actions.benchmark_log(snapshot.job_id), gr.Timer(active=active)
 
         def attach_eval() -> tuple:
             """The newest benchmark job, running or finished (also one of an earlier app process)."""
-            latest = runtime.evals.latest()
+            latest = actions.benchmark()
             job = latest.job_id if latest is not None else None
             return (job, *poll_eval(job))
 
@@ -257,9 +239,10 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
         board_timer.tick(load, filters, outputs, api_visibility="private", show_progress="hidden")
         tab.select(on_open, None, [judge_info, candidate, baseline, eval_model, category, campaign],
                    api_visibility="private")
-        judge_battles_btn.click(run_judge_battles, None, judge_log, api_name="judge_battles")
-        judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_name="judge_prompt_set")
-        eval_btn.click(start_eval, [eval_model, eval_limit], [job_id, eval_status, eval_timer], api_name="run_benchmarks")
+        # the API of these actions: /judge_battles, /judge_prompt_set, /judge_job, /run_benchmarks, /benchmark
+        judge_battles_btn.click(run_judge_battles, None, judge_log, api_visibility="private")
+        judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_visibility="private")
+        eval_btn.click(start_eval, [eval_model, eval_limit], [job_id, eval_status, eval_timer], api_visibility="private")
         eval_timer.tick(poll_eval, [job_id], [eval_status, eval_log, eval_timer], api_visibility="private",
                         show_progress="hidden")
         tab.select(attach_eval, None, [job_id, eval_status, eval_log, eval_timer], api_visibility="private")

@@ -134,7 +134,7 @@ def build_train_tab(actions: Actions) -> TrainTab:
                     parent = gr.Dropdown(label="Continue from checkpoint", allow_custom_value=True,
                                          info="Its adapter's weights start the run (lineage: parent)",
                                          elem_id="train-parent")
-                    round_no = gr.Number(None, label="Round (lineage, optional)", precision=0, minimum=1,
+                    round_no = gr.Number(None, label="Round (lineage, optional)", precision=0,
                                          elem_id="train-round")
                 with gr.Accordion("Hyperparameters", open=False):
                     with gr.Row():
@@ -214,6 +214,8 @@ def build_train_tab(actions: Actions) -> TrainTab:
         def config_of(data: dict) -> LoraTrainConfig:
             fields = form.values(data)
             fields["name"] = (fields.get("name") or "").strip()
+            if not fields.get("round"):  # an emptied number field arrives as 0 from the browser
+                fields["round"] = None
             return actions.run_config(fields)
 
         def preview(data: dict) -> tuple:
