@@ -89,14 +89,13 @@ class Checkpoints:
 
     def unpublish(self, name: str) -> None:
         """Takes a checkpoint out of the arena (it stays registered, votes stay)."""
+        record = self.get(name)
         if self.server is None:
             raise AdapterError("vLLM serving is disabled in the configuration")
         self.pool.remove(name)
         self.server.unload_adapter(name)
-        record = self.store.get_model(name)
-        if record is not None:
-            record.metadata["arena"] = False
-            self.store.upsert_model(record)
+        record.metadata["arena"] = False
+        self.store.upsert_model(record)
 
     def export(self, name: str) -> Path:
         """Merged 16-bit copy of a checkpoint under models/exports/, for vLLM or Ollama elsewhere."""

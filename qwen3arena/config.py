@@ -348,6 +348,12 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def check_value(hint: Any, value: Any, where: str) -> Any:
+    """One value checked against a type hint (and converted where the hint says how): the same
+    rules as a dataclass field gets in from_mapping."""
+    return _coerce(hint, value, where)
+
+
 def from_mapping(cls: type, data: Any, where: str) -> Any:
     """Turns a plain mapping into the dataclass `cls`, checking names and types: how settings,
     run files, forms and API payloads all become typed values (ConfigError names the field)."""

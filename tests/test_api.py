@@ -13,11 +13,12 @@ from datetime import date
 
 import pytest
 
-from qwen3arena.api import ENDPOINTS, Actions, RemoteActions, ScoreboardQuery, plain, typed
+from qwen3arena.api import ENDPOINTS, Actions, RemoteActions, plain, typed
 from qwen3arena.api.remote import _refused, decode_result
 from qwen3arena.config import ConfigError
 from qwen3arena.errors import Refused
 from qwen3arena.harvest import BattleFilters, HarvestError, HarvestRules
+from qwen3arena.scoreboard import BoardFilters
 from qwen3arena.serve import AdapterError
 from qwen3arena.train import RunRejected
 
@@ -33,9 +34,9 @@ def test_every_endpoint_is_a_typed_action():
 
 
 def test_values_cross_the_seam_by_name_and_type():
-    query = typed(ScoreboardQuery, {"since": "2026-11-02", "voter": "", "min_votes": 3.0, "category": "storage"})
-    assert query == ScoreboardQuery(min_votes=3, since=date(2026, 11, 2), category="storage")
-    assert typed(ScoreboardQuery, plain(query)) == query  # JSON and back
+    query = typed(BoardFilters, {"since": "2026-11-02", "voter": "", "min_votes": 3.0, "battle_ids": ["b1"]})
+    assert query == BoardFilters(min_votes=3, since=date(2026, 11, 2), battle_ids=frozenset({"b1"}))
+    assert typed(BoardFilters, plain(query)) == query  # JSON and back
     filters = typed(BattleFilters, {"outcomes": ["tie", "model_a"], "model": ""})
     assert filters.outcomes == ("tie", "model_a") and filters.model is None
     with pytest.raises(ConfigError, match="unknown keys"):
@@ -43,7 +44,7 @@ def test_values_cross_the_seam_by_name_and_type():
     with pytest.raises(ConfigError, match="ties"):
         typed(HarvestRules, {"ties": "sometimes"})
     with pytest.raises(ConfigError, match="is not a date"):
-        typed(ScoreboardQuery, {"since": "last tuesday"})
+        typed(BoardFilters, {"since": "last tuesday"})
 
 
 def test_a_remote_refusal_is_the_local_error_type():
@@ -102,7 +103,7 @@ def test_each_action_is_the_same_locally_and_through_the_app(app_url, runtime):
             remote.preview_round(HarvestRules(ties="both"), BattleFilters(outcomes=("tie",)))
     else:
         assert remote.preview_round(HarvestRules(ties="both"), BattleFilters(outcomes=("tie",))) == plan
-    board_local, board_remote = local.board(ScoreboardQuery(min_votes=0)), remote.board(ScoreboardQuery(min_votes=0))
+    board_local, board_remote = local.board(BoardFilters(), "storage"), remote.board(BoardFilters(), "storage")
     assert (board_remote.votes, board_remote.columns) == (board_local.votes, board_local.columns)
     # refused the same way, with the same error type, whichever way it is asked
     for call, error, match in (

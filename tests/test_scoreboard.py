@@ -150,14 +150,14 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     list(runtime.arena.play_turn(other, "Can I freeze apples?"))  # category "freezer"
     runtime.arena.vote(other, "model_a", "anon:api-board")
     client = Client(app_url, verbose=False)
-    answer = client.predict({"query": {}}, api_name="/scoreboard")  # the typed API: filters by name
+    answer = client.predict({"filters": {}}, api_name="/scoreboard")  # the typed API: filters by name
     assert answer["ok"], answer
     result = answer["result"]
     models = [row[result["columns"].index("model")] for row in result["rows"]]
     assert {"tiny-qwen3-base", "tiny-qwen3-concise", "tiny-qwen3-chatty"} & set(models)
     with open(result["csv"]) as f:
         assert f.readline().startswith("rank,model,rating")
-    storage = client.predict({"query": {"category": "storage"}}, api_name="/scoreboard")["result"]
+    storage = client.predict({"category": "storage"}, api_name="/scoreboard")["result"]
     from qwen3arena.harvest import BattleFilters as HarvestFilters
 
     rows = runtime.harvester.browse(HarvestFilters(category="storage"))  # the eggs battle among them
@@ -165,8 +165,8 @@ def test_the_scoreboard_through_the_api(app_url, runtime):
     assert expected >= 1 and storage["votes"] == expected, storage
     assert result["votes"] > expected  # the freezer vote counts only without the filter
     seed_unfinished_votes(runtime.store, "tiny-qwen3-base", "tiny-qwen3-concise", "api-style")  # style needs 30
-    styled = client.predict({"query": {"style_control": True}}, api_name="/scoreboard")["result"]
+    styled = client.predict({"filters": {"style_control": True}}, api_name="/scoreboard")["result"]
     assert "style-controlled" in styled["columns"] and any("Style control" in n for n in styled["notes"])
-    bad = client.predict({"query": {"since": "last tuesday"}}, api_name="/scoreboard")
+    bad = client.predict({"filters": {"since": "last tuesday"}}, api_name="/scoreboard")
     assert not bad["ok"] and bad["error"]["kind"] == "ConfigError"
     assert "is not a date like 2026-11-27" in bad["error"]["message"]

@@ -11,7 +11,7 @@ from qwen3arena.api.codec import plain, typed
 from qwen3arena.api.remote import ENDPOINTS, RemoteActions, register_endpoints
 from qwen3arena.api.types import (
     BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
-    RunStarted, RunStopped, RunView, ScoreboardExport, ScoreboardQuery,
+    RunStarted, RunStopped, RunView, ScoreboardExport,
 )
 from qwen3arena.checkpoints import Registered
 from qwen3arena.errors import Refused
@@ -20,6 +20,6 @@ from qwen3arena.harvest import RoundExport
 __all__ = [
     "ENDPOINTS", "PROMPT_SET", "Actions", "BattleExcluded", "BoardView", "CheckpointView", "DatasetUploaded", "Exported", "FilterChoices", "Refused",
     "Registered", "RemoteActions", "ReusedSettings", "RoundBuilt", "RoundExport", "RoundPlan", "RunPreview",
-    "RunStarted", "RunStopped", "RunView", "ScoreboardExport", "ScoreboardQuery", "cuda_available", "plain",
+    "RunStarted", "RunStopped", "RunView", "ScoreboardExport", "cuda_available", "plain",
     "register_endpoints", "typed",
 ]

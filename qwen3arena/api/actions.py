@@ -11,6 +11,7 @@ into results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import threading
@@ -22,7 +23,7 @@ import yaml
 
 from qwen3arena.api.types import (
     BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
-    RunStarted, RunStopped, RunView, ScoreboardExport, ScoreboardQuery,
+    RunStarted, RunStopped, RunView, ScoreboardExport,
 )
 from qwen3arena.checkpoints import Registered
 from qwen3arena.config import REPO_ROOT
@@ -34,6 +35,7 @@ from qwen3arena.jobs import JobRecord
 from qwen3arena.judge import JudgeError
 from qwen3arena.runtime import Runtime
 from qwen3arena.serve import AdapterError
+from qwen3arena.store import RunRecord
 from qwen3arena.scoreboard import BoardFilters, Scoreboard, build_scoreboard
 from qwen3arena.train import (
     PACKED_ON_CPU, LoraTrainConfig, RunRejected, accept_upload, grouping_multiple, length_stats, load_conversations,
@@ -45,7 +47,9 @@ PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"  # what "Judge the p
 DPO_LEARNING_RATE = 5e-5  # a round's DPO run starts lower than SFT's 2e-4: it only nudges the policy
 
 
+@functools.cache
 def cuda_available() -> bool:
+    """Whether a CUDA GPU is visible (it does not change while the app runs)."""
     import torch
 
     return torch.cuda.is_available()
@@ -153,21 +157,14 @@ class Actions:
         run, last = progress.run, progress.last or {}
         adapter = run.output_dir if (run.status in ("succeeded", "stopped")
                                      and (Path(run.output_dir) / "adapter_config.json").exists()) else None
-        return RunView(
-            run_id=run.run_id, name=run.name, status=run.status, step=last.get("step"), total=last.get("total"),
-            loss=last.get("loss"), fraction=progress.fraction, stopping=progress.stopping, error=run.error,
-            notes=list(progress.notes), last=progress.last,
-            losses=[[e["step"], e["loss"]] for e in progress.steps], log_tail=progress.log_tail,
-            wandb=run.wandb, adapter=adapter,
-            started_at=run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else None,
-            final_loss=run.metrics.get("final_loss"), steps_done=run.metrics.get("steps"))
+        return dataclasses.replace(
+            _run_view(run), step=last.get("step"), total=last.get("total"), loss=last.get("loss"),
+            fraction=progress.fraction, stopping=progress.stopping, notes=list(progress.notes), last=progress.last,
+            losses=[[e["step"], e["loss"]] for e in progress.steps], log_tail=progress.log_tail, adapter=adapter)
 
     def runs(self, limit: int = 30) -> list[RunView]:
         """The latest runs, newest first, without their step events (a table's worth)."""
-        return [RunView(run_id=r.run_id, name=r.name, status=r.status, error=r.error, wandb=r.wandb,
-                        started_at=r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else None,
-                        final_loss=r.metrics.get("final_loss"), steps_done=r.metrics.get("steps"))
-                for r in self.runtime.runner.runs(limit)]
+        return [_run_view(r) for r in self.runtime.runner.runs(limit)]
 
     def _model_names(self) -> set[str]:
         return {m.name for m in self.runtime.store.list_models()}
@@ -194,7 +191,6 @@ class Actions:
         return self.runtime.checkpoints.publish(name)
 
     def unpublish(self, name: str) -> Registered:
-        self.runtime.checkpoints.get(name)
         self.runtime.checkpoints.unpublish(name)
         return Registered(name, in_arena=False)
 
@@ -327,23 +323,26 @@ class Actions:
 
     # -- scoreboard --------------------------------------------------------------------------
 
-    def scoreboard(self, query: ScoreboardQuery = ScoreboardQuery()) -> Scoreboard:
-        return build_scoreboard(self.runtime.store, self._board_filters(query))
+    def scoreboard(self, filters: BoardFilters = BoardFilters(), category: str | None = None) -> Scoreboard:
+        """The board under the Scoreboard's filters; `category` (a prompt category) narrows it to
+        the battles whose first prompt is in that category."""
+        return build_scoreboard(self.runtime.store, self._narrowed(filters, category))
 
-    def board(self, query: ScoreboardQuery = ScoreboardQuery()) -> BoardView:
+    def board(self, filters: BoardFilters = BoardFilters(), category: str | None = None) -> BoardView:
         """The ratings table with its notes, and the CSV of it."""
-        board = self.scoreboard(query)
-        exported = self.export_scoreboard(query, board)
+        board = self.scoreboard(filters, category)
+        exported = self.export_scoreboard(filters, category, board)
         table = board.table.astype(object).where(board.table.notna(), None)
         return BoardView(board.n_votes, [str(c) for c in table.columns], table.values.tolist(), list(board.notes),
                          exported.path)
 
-    def export_scoreboard(self, query: ScoreboardQuery = ScoreboardQuery(),
+    def export_scoreboard(self, filters: BoardFilters = BoardFilters(), category: str | None = None,
                           board: Scoreboard | None = None) -> ScoreboardExport:
         """The board as CSV under exports/, one file per filter setting, replaced atomically (a
-        page refreshing every 30 s must not pile up files, nor read a half-written one)."""
-        board = board if board is not None else self.scoreboard(query)
-        key = hashlib.sha256(repr(query).encode()).hexdigest()[:12]
+        page refreshing every 30 s must not pile up files, nor read a half-written one). `board`:
+        the one already built for these filters, so it is not computed twice."""
+        board = board if board is not None else self.scoreboard(filters, category)
+        key = hashlib.sha256(repr((filters, category)).encode()).hexdigest()[:12]
         path = self.runtime.settings.home / "exports" / f"scoreboard-{key}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{threading.get_ident()}.tmp")
@@ -351,11 +350,18 @@ class Actions:
         os.replace(partial, path)
         return ScoreboardExport(str(path), board.n_votes, len(board.table))
 
-    def _board_filters(self, query: ScoreboardQuery) -> BoardFilters:
-        battle_ids = (self.runtime.harvester.battle_ids(BattleFilters(category=query.category))
-                      if query.category else None)
-        return BoardFilters(
-            min_votes=query.min_votes, include_ties=query.include_ties, both_bad_as_tie=query.both_bad_as_tie,
-            exclude_identity_leaks=query.exclude_identity_leaks, voter=(query.voter or "").strip() or None,
-            since=query.since, until=query.until, campaign=query.campaign or None, battle_ids=battle_ids,
-            style_control=query.style_control)
+    def _narrowed(self, filters: BoardFilters, category: str | None) -> BoardFilters:
+        voter = (filters.voter or "").strip() or None
+        if not category:
+            return dataclasses.replace(filters, voter=voter)
+        in_category = self.runtime.harvester.battle_ids(BattleFilters(category=category))
+        if filters.battle_ids is not None:
+            in_category = in_category & filters.battle_ids
+        return dataclasses.replace(filters, voter=voter, battle_ids=in_category)
+
+
+def _run_view(run: RunRecord) -> RunView:
+    """What a run's stored record says, before its events are read."""
+    return RunView(run_id=run.run_id, name=run.name, status=run.status, error=run.error, wandb=run.wandb,
+                   started_at=run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else None,
+                   final_loss=run.metrics.get("final_loss"), steps_done=run.metrics.get("steps"))

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
-from qwen3arena.config import from_mapping
+from qwen3arena.config import check_value, from_mapping
 
 
 def plain(value: Any) -> Any:
@@ -40,24 +40,25 @@ def typed(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
     form cannot say is read here: an empty text or list is "not given" for an optional field, and a
     whole float is an int."""
     hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in dict(data or {}).items():
-        hint = hints.get(name)
-        if hint is not None:
-            value = _loosen(hint, value, f"{where}.{name}".lstrip("."))
-        values[name] = value
+    values = {name: _loosen(hints[name], value) if name in hints else value
+              for name, value in dict(data or {}).items()}
     return from_mapping(cls, values, where or cls.__name__)
 
 
-def _loosen(hint: Any, value: Any, where: str) -> Any:
+def decode_value(hint: Any, data: Any, where: str) -> Any:
+    """One argument of type `hint` from JSON or a form: a dataclass through `typed`, anything
+    else checked as a dataclass field would be."""
+    if dataclasses.is_dataclass(hint):
+        return typed(hint, data, where)
+    return check_value(hint, _loosen(hint, data), where)
+
+
+def _loosen(hint: Any, value: Any) -> Any:
     """What JSON and forms cannot say directly, made into what from_mapping checks."""
-    optional = type(None) in typing.get_args(hint)
-    inner = [a for a in typing.get_args(hint) if a is not type(None)] if optional else [hint]
-    if optional and (value == "" or value == []) and str not in inner:
+    args = typing.get_args(hint)
+    if type(None) in args and (value == "" or value == []):
         return None
-    if optional and value == "" and inner == [str]:
-        return None
-    target = inner[0] if len(inner) == 1 else hint
-    if target is int and isinstance(value, float) and value.is_integer():
+    kinds = [a for a in args if a is not type(None)] or [hint]
+    if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
         return int(value)  # a form's number field
     return value

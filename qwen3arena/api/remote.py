@@ -16,7 +16,7 @@ import typing
 from typing import Any, Callable
 
 from qwen3arena.api.actions import Actions
-from qwen3arena.api.codec import plain, typed
+from qwen3arena.api.codec import decode_value, plain, typed
 from qwen3arena.errors import Refused
 from qwen3arena.train import LoraTrainConfig
 
@@ -63,15 +63,9 @@ def decode_arguments(actions: Actions, method_name: str, payload: dict[str, Any]
     if unknown:
         raise _refused("ConfigError", f"{method_name}: unknown arguments {sorted(unknown)}; known: {sorted(params)}")
     arguments = {}
-    for name, value in payload.items():
+    for name, data in payload.items():
         hint = hints.get(name, Any)
-        if hint is LoraTrainConfig:
-            arguments[name] = actions.run_config(value or {})
-        elif dataclasses.is_dataclass(hint):
-            arguments[name] = typed(hint, value, name)
-        else:
-            holder = dataclasses.make_dataclass("Argument", [(name, hint)])
-            arguments[name] = getattr(typed(holder, {name: value}, method_name), name)
+        arguments[name] = actions.run_config(data or {}) if hint is LoraTrainConfig else decode_value(hint, data, name)
     return arguments
 
 

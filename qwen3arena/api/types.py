@@ -8,7 +8,6 @@ Each result carries the facts; the faces word them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from qwen3arena.train import LengthStats
@@ -135,22 +134,6 @@ class FilterChoices:
     categories: list[str]
     campaigns: list[tuple[str, str]]     # (name, campaign id)
     checkpoints: list[str]
-
-
-@dataclass(frozen=True)
-class ScoreboardQuery:
-    """The Scoreboard's filters as a person sets them (a category, not battle ids)."""
-
-    min_votes: int = 0
-    include_ties: bool = True
-    both_bad_as_tie: bool = True
-    exclude_identity_leaks: bool = True
-    voter: str | None = None
-    since: date | None = None
-    until: date | None = None
-    category: str | None = None
-    campaign: str | None = None
-    style_control: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -29,13 +28,26 @@ log = logging.getLogger(__name__)
 CHUNK = 8
 
 
-def judge_voted_battles(store: Store, settings: JudgeSettings, limit: int = 200) -> Iterator[str]:
-    """Judges voted battles the current judge has not judged yet; yields progress lines."""
+class Progress(str):
+    """A progress line that also carries its counts, so a job records how far it got without
+    reading the words back."""
+
+    done: int
+    total: int
+
+    def __new__(cls, text: str, done: int = 0, total: int = 0) -> "Progress":
+        line = super().__new__(cls, text)
+        line.done, line.total = done, total
+        return line
+
+
+def judge_voted_battles(store: Store, settings: JudgeSettings, limit: int = 200) -> Iterator[Progress]:
+    """Judges voted battles the current judge has not judged yet; yields Progress lines."""
     done = {j.battle_id for j in JudgeStore(store).list_judgements(judge_model=settings.model) if j.battle_id}
     rows = store.execute("SELECT battle_id FROM votes ORDER BY created_at DESC LIMIT ?", [limit * 4])
     todo = [bid for (bid,) in rows if bid not in done][:limit]
     if not todo:
-        yield "Every voted battle is already judged."
+        yield Progress("Every voted battle is already judged.")
         return
     judge = Judge(settings, store)
     pairs = [Pair.from_battle(store.get_battle(bid)) for bid in todo]
@@ -43,7 +55,7 @@ def judge_voted_battles(store: Store, settings: JudgeSettings, limit: int = 200)
 
 
 def judge_prompt_set(store: Store, settings: JudgeSettings, candidate: Contestant, baseline: Contestant,
-                     prompts_file: Path, limit: int = 20, timeout_s: float = 120) -> Iterator[str]:
+                     prompts_file: Path, limit: int = 20, timeout_s: float = 120) -> Iterator[Progress]:
     """Both models answer each prompt of the set (greedy), then the judge compares them."""
     prompts = [p for p in prompts_file.read_text().splitlines() if p.strip()][:limit]
     judge = Judge(settings, store)
@@ -57,7 +69,8 @@ def judge_prompt_set(store: Store, settings: JudgeSettings, candidate: Contestan
         else:
             pairs.append(Pair.from_prompt(f"{prompts_file.stem}/{number}", prompt, candidate.name, answers[0],
                                           baseline.name, answers[1]))
-        yield f"answers: {number}/{len(prompts)}" + (f" ({failed} failed)" if failed else "")
+        yield Progress(f"answers: {number}/{len(prompts)}" + (f" ({failed} failed)" if failed else ""),
+                       number, len(prompts))
     yield from _run(judge, pairs, "prompts")
 
 
@@ -73,19 +86,17 @@ def _answer(contestant: Contestant, prompt: str, timeout_s: float) -> str | None
     return None
 
 
-def _run(judge: Judge, pairs: list[Pair], what: str) -> Iterator[str]:
+def _run(judge: Judge, pairs: list[Pair], what: str) -> Iterator[Progress]:
     results: list[PairJudgement] = []
     for start in range(0, len(pairs), CHUNK):
         results += judge.judge(pairs[start:start + CHUNK])
-        yield f"judged {len(results)}/{len(pairs)} {what}"
+        yield Progress(f"judged {len(results)}/{len(pairs)} {what}", len(results), len(pairs))
     verdicts = sum(r.outcome is not None for r in results)
     errors = sum(1 for r in results for g in r.games if g.error)
     tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
-    yield (f"Done: {verdicts} of {len(results)} {what} have a verdict; {errors} judge replies had no usable "
-           f"verdict or failed (excluded, never counted as ties); {tokens:,} tokens used.")
-
-
-_COUNTS = re.compile(r"(\d+)/(\d+)")
+    yield Progress(f"Done: {verdicts} of {len(results)} {what} have a verdict; {errors} judge replies had no usable "
+                   f"verdict or failed (excluded, never counted as ties); {tokens:,} tokens used.",
+                   len(results), len(pairs))
 
 
 class JudgeRuns:
@@ -145,7 +156,7 @@ class JudgeRuns:
             self.stop(job_id)
         join_all(self._threads.values(), timeout)
 
-    def _start(self, params: dict, run: Callable[[], Iterator[str]]) -> str:
+    def _start(self, params: dict, run: Callable[[], Iterator[Progress]]) -> str:
         with self._lock:
             if self._closing:
                 raise JudgeError("The app is shutting down.")
@@ -158,16 +169,15 @@ class JudgeRuns:
             thread.start()
         return job.job_id
 
-    def _work(self, job: JobRecord, run: Callable[[], Iterator[str]]) -> None:
+    def _work(self, job: JobRecord, run: Callable[[], Iterator[Progress]]) -> None:
         stop = self._stop[job.job_id]
         job = self._save(replace(job, status="running", started_at=utcnow(), progress={"stage": "starting"}))
         line, status, error = "", "succeeded", None
         try:
             lines = run()
             for line in lines:
-                counts = _COUNTS.search(line)
-                done, total = map(int, counts.groups()) if counts else (job.done, job.total)
-                job = self._save(replace(job, progress={"done": done, "total": total, "stage": line}))
+                done, total = (line.done, line.total) if line.total else (job.done, job.total)
+                job = self._save(replace(job, progress={"done": done, "total": total, "stage": str(line)}))
                 if stop.is_set():
                     lines.close()
                     status, error = ("interrupted", INTERRUPTED) if self._closing else ("cancelled", "stopped")
@@ -177,7 +187,7 @@ class JudgeRuns:
         except Exception as exc:  # the app must survive any one run
             log.exception("judge job %s", job.job_id)
             status, error = "failed", f"judge run error: {type(exc).__name__}: {exc}"
-        result = {"summary": line} if status == "succeeded" else None
+        result = {"summary": str(line)} if status == "succeeded" else None
         self._save(replace(job, status=status, error=error, result=result, finished_at=utcnow()))
 
     def _save(self, job: JobRecord) -> JobRecord:

@@ -13,7 +13,7 @@ import logging
 import gradio as gr
 from gradio.utils import get_space
 
-from qwen3arena.api import Actions, register_endpoints
+from qwen3arena.api import Actions, cuda_available, register_endpoints
 from qwen3arena.auth import LOGIN_PATH, LOGOUT_PATH, AccessControl, launch_options, roles_at_least
 from qwen3arena.config import REPO_ROOT
 from qwen3arena.runtime import Runtime
@@ -56,9 +56,7 @@ def show_train_tab(runtime: Runtime) -> bool:
         return False
     if mode == "auto":
         try:
-            import torch
-
-            return bool(torch.cuda.is_available())
+            return cuda_available()
         except Exception:  # no torch, no GPU: training stays hidden
             return False
     return True

@@ -15,9 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qwen3arena.jobs import JobRecord  # noqa: E402
-from qwen3arena.api import PROMPT_SET, Actions, ScoreboardQuery, typed  # noqa: E402
+from qwen3arena.api import PROMPT_SET, Actions, typed  # noqa: E402
 from qwen3arena.errors import Refused  # noqa: E402
-from qwen3arena.scoreboard import Scoreboard  # noqa: E402
+from qwen3arena.scoreboard import BoardFilters, Scoreboard  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
 
 
@@ -143,18 +143,18 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
         board_timer = gr.Timer(30.0, active=False)
         job_id = gr.State(None)
 
-        query_form = Form(min_votes=min_votes, include_ties=include_ties, both_bad_as_tie=both_bad,
-                          exclude_identity_leaks=no_leaks, voter=voter, since=since, until=until,
-                          category=category, campaign=campaign, style_control=style)
+        filter_form = Form(min_votes=min_votes, include_ties=include_ties, both_bad_as_tie=both_bad,
+                           exclude_identity_leaks=no_leaks, voter=voter, since=since, until=until,
+                           campaign=campaign, style_control=style)
 
         def load(data: dict) -> tuple:
             try:
-                query = typed(ScoreboardQuery, query_form.values(data), "filters")
+                filters = typed(BoardFilters, filter_form.values(data), "filters")
             except Refused as exc:  # a date that is not one, a count that is not a number
                 return (f"⚠️ {exc}", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
-            board = actions.scoreboard(query)
-            exported = actions.export_scoreboard(query, board)
+            board = actions.scoreboard(filters, data[category] or None)
+            exported = actions.export_scoreboard(filters, data[category] or None, board)
             note = f"{board.n_votes} votes rated." + ("\n\n" + "\n\n".join(board.notes) if board.notes else "")
             figures = (_interval_plot(board), _matrix_plot(board.win_rates, "Win rate", ".2f"),
                        _matrix_plot(board.battle_counts, "Battles", ".0f"))
@@ -230,13 +230,13 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
             job = latest.job_id if latest is not None else None
             return (job, *poll_eval(job))
 
-        filters = query_form.components
+        filter_inputs = filter_form.components | {category}
         outputs = [notes, table, csv, ratings_plot, win_plot, count_plot, agreement]
-        refresh.click(load, filters, outputs, api_visibility="private")  # the API: /scoreboard (api.remote)
-        tab.select(load, filters, outputs, api_visibility="private")
+        refresh.click(load, filter_inputs, outputs, api_visibility="private")  # the API: /scoreboard (api.remote)
+        tab.select(load, filter_inputs, outputs, api_visibility="private")
         tab.select(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
         auto.change(lambda on: gr.Timer(active=bool(on)), [auto], [board_timer], api_visibility="private")
-        board_timer.tick(load, filters, outputs, api_visibility="private", show_progress="hidden")
+        board_timer.tick(load, filter_inputs, outputs, api_visibility="private", show_progress="hidden")
         tab.select(on_open, None, [judge_info, candidate, baseline, eval_model, category, campaign],
                    api_visibility="private")
         # the API of these actions: /judge_battles, /judge_prompt_set, /judge_job, /run_benchmarks, /benchmark
