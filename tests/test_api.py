@@ -8,19 +8,21 @@ local call and through a running app (what `python -m qwen3arena ... --app` uses
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from datetime import date
 
 import pytest
 
-from qwen3arena.api import ENDPOINTS, Actions, RemoteActions, plain, typed
+from qwen3arena.api import ENDPOINTS, Actions, CampaignDraft, DatasetText, RemoteActions, plain, typed
+from qwen3arena.campaigns import CampaignError, PromptFileError
 from qwen3arena.api.remote import _refused, decode_result
 from qwen3arena.config import ConfigError
 from qwen3arena.errors import Refused
 from qwen3arena.harvest import BattleFilters, HarvestError, HarvestRules
 from qwen3arena.scoreboard import BoardFilters
 from qwen3arena.serve import AdapterError
-from qwen3arena.train import RunRejected
+from qwen3arena.train import DatasetError, RunRejected
 
 
 def test_every_endpoint_is_a_typed_action():
@@ -105,12 +107,23 @@ def test_each_action_is_the_same_locally_and_through_the_app(app_url, runtime):
         assert remote.preview_round(HarvestRules(ties="both"), BattleFilters(outcomes=("tie",))) == plan
     board_local, board_remote = local.board(BoardFilters(), "storage"), remote.board(BoardFilters(), "storage")
     assert (board_remote.votes, board_remote.columns) == (board_local.votes, board_local.columns)
+    assert remote.campaigns() == local.campaigns()
+    assert ([c.name for c in remote.serving_status().contestants]
+            == [c.name for c in local.serving_status().contestants])
+    kept = remote.add_dataset(DatasetText("api-upload.jsonl", "\n".join(
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+        for i in range(8))))
+    assert kept.rows == 8 and kept.path in local.datasets()
     # refused the same way, with the same error type, whichever way it is asked
     for call, error, match in (
         (lambda a: a.publish("no-such-checkpoint"), AdapterError, "not a registered LoRA checkpoint"),
         (lambda a: a.run_status("no-such-run"), RunRejected, "No run 'no-such-run'"),
         (lambda a: a.export_round(999), HarvestError, "no round 999"),
         (lambda a: a.train_round(999), HarvestError, "no round 999"),
+        (lambda a: a.add_dataset(DatasetText("bad.jsonl", "not json")), DatasetError, "bad.jsonl"),
+        (lambda a: a.create_campaign(CampaignDraft("c", ["a", "b"], source="upload")), PromptFileError,
+         "Upload a JSONL file"),
+        (lambda a: a.campaign_progress("no-such-campaign"), CampaignError, "does not exist"),
         (lambda a: a.preview_run(local.run_config({"name": "x", "base_model": runtime.base_path,
                                                    "dataset": "/no/such.jsonl"})), Refused, "such.jsonl"),
     ):

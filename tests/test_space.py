@@ -128,7 +128,7 @@ def test_hugging_face_login_on_a_space_maps_users_to_roles(tmp_path, embedded_mo
             assert "Sign in with Hugging Face" in httpx.get(url + "/config", timeout=30).text
             admin, labeller = hf_login("alice"), hf_login("bob")
             event, body = call(url, "models_status", [], admin)
-            assert event == "complete" and "Contestants up" in body, body[:300]
+            assert event == "complete" and '"contestants"' in body, body[:300]
             event, body = call(url, "models_status", [], labeller)
             assert event == "error" and "may not do this" in body
             event, body = call(url, "models_status", [], {})

@@ -10,7 +10,8 @@ from qwen3arena.api.actions import PROMPT_SET, Actions, cuda_available
 from qwen3arena.api.codec import plain, typed
 from qwen3arena.api.remote import ENDPOINTS, RemoteActions, register_endpoints
 from qwen3arena.api.types import (
-    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
+    BattleExcluded, BoardView, CampaignDraft, CampaignRow, CheckpointView, ContestantHealth, DatasetText,
+    DatasetUploaded, FilterChoices, ServingStatus, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
     RunStarted, RunStopped, RunView, ScoreboardExport,
 )
 from qwen3arena.checkpoints import Registered
@@ -18,8 +19,8 @@ from qwen3arena.errors import Refused
 from qwen3arena.harvest import RoundExport
 
 __all__ = [
-    "ENDPOINTS", "PROMPT_SET", "Actions", "BattleExcluded", "BoardView", "CheckpointView", "DatasetUploaded", "Exported", "FilterChoices", "Refused",
+    "ENDPOINTS", "PROMPT_SET", "Actions", "BattleExcluded", "BoardView", "CampaignDraft", "CampaignRow", "ContestantHealth", "DatasetText", "CheckpointView", "DatasetUploaded", "Exported", "FilterChoices", "Refused",
     "Registered", "RemoteActions", "ReusedSettings", "RoundBuilt", "RoundExport", "RoundPlan", "RunPreview",
-    "RunStarted", "RunStopped", "RunView", "ScoreboardExport", "cuda_available", "plain",
+    "RunStarted", "RunStopped", "RunView", "ScoreboardExport", "ServingStatus", "cuda_available", "plain",
     "register_endpoints", "typed",
 ]

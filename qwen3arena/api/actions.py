@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,11 +23,15 @@ from typing import Any
 import yaml
 
 from qwen3arena.api.types import (
-    BattleExcluded, BoardView, CheckpointView, DatasetUploaded, FilterChoices, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
+    BattleExcluded, BoardView, CampaignDraft, CampaignRow, CheckpointView, ContestantHealth, DatasetText,
+    DatasetUploaded, FilterChoices, ServingStatus, Exported, ReusedSettings, RoundBuilt, RoundPlan, RunPreview,
     RunStarted, RunStopped, RunView, ScoreboardExport,
 )
+from qwen3arena.campaigns import Progress as CampaignProgress
+from qwen3arena.campaigns import PromptFileError, load_shipped, parse_prompt_jsonl
 from qwen3arena.checkpoints import Registered
 from qwen3arena.config import REPO_ROOT
+from qwen3arena.hardware import cpu_info
 from qwen3arena.harvest import (
     BattleFilters, BattleRow, HarvestError, HarvestRules, LineageEntry, RoundExport, RoundRecord, lineage,
 )
@@ -81,6 +86,14 @@ class Actions:
         is kept and DatasetError names the bad row."""
         upload = accept_upload(path, self._uploads_dir(), time.strftime("%Y%m%d-%H%M%S"))
         return DatasetUploaded(str(upload.path), upload.rows, Path(path).name)
+
+    def add_dataset(self, dataset: DatasetText) -> DatasetUploaded:
+        """A dataset sent as text (the HTTP API's upload), kept under the same rules as a file."""
+        name = Path(dataset.filename or "dataset.jsonl").name
+        with tempfile.TemporaryDirectory() as scratch:
+            source = Path(scratch) / name
+            source.write_text(dataset.content, encoding="utf-8")
+            return self.upload_dataset(str(source))
 
     def _uploads_dir(self) -> Path:
         return self.runtime.settings.home / "datasets"
@@ -320,6 +333,71 @@ class Actions:
             return self.runtime.pool.get(name)
         except KeyError:
             raise AdapterError(f"No model {name!r} in the arena.") from None
+
+    # -- labelling campaigns -----------------------------------------------------------------
+
+    def campaigns(self) -> list[CampaignRow]:
+        service = self.runtime.campaigns
+        rows = []
+        for c in service.list_campaigns():
+            p = service.progress(c.campaign_id)
+            rows.append(CampaignRow(c.campaign_id, c.name, c.status, c.prompts, p.done, p.slots, list(c.contestants)))
+        return rows
+
+    def create_campaign(self, draft: CampaignDraft, created_by: str | None = None) -> CampaignRow:
+        """Reads the draft's prompts (a shipped set or uploaded JSONL; PromptFileError names each
+        bad line) and creates the campaign (CampaignError says what is missing)."""
+        limit = self.runtime.settings.campaigns.max_prompts
+        if draft.source == "upload":
+            if not draft.prompts_jsonl:
+                raise PromptFileError("Upload a JSONL file of prompts first.")
+            prompts = parse_prompt_jsonl(draft.prompts_jsonl, limit)
+            origin = draft.upload_name or "upload"
+        else:
+            prompts = load_shipped(draft.shipped or "", limit)
+            origin = draft.shipped
+        if draft.limit:
+            prompts = prompts[:draft.limit]
+        campaign = self.runtime.campaigns.create(
+            draft.name, prompts, list(draft.contestants), self.runtime.pool.names(), draft.votes_per_prompt,
+            draft.overlap, draft.rubric, list(draft.reasons), created_by=created_by, prompt_source=origin)
+        return self._campaign_row(campaign.campaign_id)
+
+    def campaign_progress(self, campaign_id: str) -> CampaignProgress:
+        """Totals, per-labeller counts and agreement between labellers (names contestants: admin)."""
+        return self.runtime.campaigns.progress(campaign_id)
+
+    def toggle_campaign(self, campaign_id: str) -> CampaignRow:
+        """Closes an open campaign, reopens a closed one."""
+        service = self.runtime.campaigns
+        campaign = service.get(campaign_id)
+        service.set_status(campaign_id, "closed" if campaign.status == "open" else "open")
+        return self._campaign_row(campaign_id)
+
+    def _campaign_row(self, campaign_id: str) -> CampaignRow:
+        return next(row for row in self.campaigns() if row.campaign_id == campaign_id)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def serving_status(self) -> ServingStatus:
+        runtime = self.runtime
+        kinds = {m.name: m.kind for m in runtime.store.list_models()}
+        contestants = [ContestantHealth(name, kinds.get(name, "?"), state, runtime.pool.get(name).endpoint.base_url)
+                       for name, state in runtime.pool.health().items()]
+        base = ServingStatus(runtime.progress, cpu_info().summary(), "disabled", contestants=contestants)
+        if runtime.server is None:
+            return base
+        status = runtime.server.status()
+        return dataclasses.replace(base, vllm_state=status.state, vllm_message=status.message, vllm_url=status.url,
+                                   vllm_pid=status.pid, log_tail=status.log_tail,
+                                   kernels=list(status.kernels) if status.state == "ready" else [])
+
+    def restart_server(self) -> ServingStatus:
+        """Restarts vLLM (about a minute on a CPU); the served adapters are loaded again."""
+        if self.runtime.server is None:
+            raise AdapterError("vLLM serving is disabled in the configuration.")
+        self.runtime.restart_server()
+        return self.serving_status()
 
     # -- scoreboard --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from qwen3arena.train import LoraTrainConfig
 # api_name -> Actions method. The names are the HTTP API (README, "Application layer").
 ENDPOINTS: dict[str, str] = {
     "datasets": "datasets",
+    "dataset_add": "add_dataset",
     "train_preview": "preview_run",
     "train_start": "start_run",
     "train_stop": "stop_run",
@@ -45,6 +46,12 @@ ENDPOINTS: dict[str, str] = {
     "judge_job": "judge_job",
     "run_benchmarks": "start_benchmark",
     "benchmark": "benchmark",
+    "campaigns_list": "campaigns",
+    "campaign_create": "create_campaign",
+    "campaign_progress": "campaign_progress",
+    "campaign_toggle": "toggle_campaign",
+    "models_status": "serving_status",
+    "restart_vllm": "restart_server",
 }
 
 
@@ -101,9 +108,15 @@ def register_endpoints(actions: Actions) -> None:
         gr.api(_endpoint(actions, method_name), api_name=api_name)
 
 
-def _endpoint(actions: Actions, method_name: str) -> Callable[[dict], dict]:
-    def endpoint(request: dict) -> dict:
-        return call(actions, method_name, request)
+def _endpoint(actions: Actions, method_name: str) -> Callable[..., dict]:
+    """An action without parameters is an endpoint without inputs (an HTTP call sends no data);
+    any other takes one JSON object of its arguments by name."""
+    if not _parameters(getattr(Actions, method_name)):
+        def endpoint() -> dict:  # type: ignore[misc]
+            return call(actions, method_name, None)
+    else:
+        def endpoint(request: dict) -> dict:  # type: ignore[misc]
+            return call(actions, method_name, request)
 
     endpoint.__name__ = method_name
     endpoint.__doc__ = (getattr(Actions, method_name).__doc__ or method_name).strip().splitlines()[0]
@@ -129,7 +142,8 @@ class RemoteActions:
     def __init__(self, url: str, auth: tuple[str, str] | None = None):
         from gradio_client import Client
 
-        self._client = Client(url, auth=auth, verbose=False)
+        # download_files=False: a result field named "path" is data here, not a file to fetch
+        self._client = Client(url, auth=auth, verbose=False, download_files=False)
         self._api_names = {method: api for api, method in ENDPOINTS.items()}
 
     def __getattr__(self, method_name: str) -> Callable[..., Any]:
@@ -143,7 +157,8 @@ class RemoteActions:
         def remote(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(None, *args, **kwargs)  # the same arguments a local call takes
             arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
-            answer = self._client.predict(plain(arguments), api_name=f"/{api_name}")
+            inputs = (plain(arguments),) if len(signature.parameters) > 1 else ()
+            answer = self._client.predict(*inputs, api_name=f"/{api_name}")
             if not answer.get("ok"):
                 error = answer.get("error") or {}
                 raise _refused(error.get("kind", "Refused"), error.get("message", "refused"))

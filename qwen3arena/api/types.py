@@ -8,7 +8,7 @@ Each result carries the facts; the faces word them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from qwen3arena.train import LengthStats
 
@@ -152,3 +152,66 @@ class ScoreboardExport:
     path: str
     votes: int
     models: int
+
+
+@dataclass(frozen=True)
+class DatasetText:
+    """A dataset sent as text (JSONL, JSON or CSV) through the API, where no browser upload exists."""
+
+    filename: str
+    content: str
+
+
+@dataclass(frozen=True)
+class CampaignDraft:
+    """A campaign as the Campaigns form (or an API caller) describes it."""
+
+    name: str
+    contestants: list[str]
+    source: Literal["shipped", "upload"] = "shipped"
+    shipped: str | None = None           # a prompt set in data/prompts
+    prompts_jsonl: str | None = None     # uploaded text: one {"prompt", "id"} per line
+    upload_name: str | None = None       # the uploaded file's name (recorded as the campaign's source)
+    votes_per_prompt: int = 1
+    overlap: int = 1
+    limit: int | None = None             # use the first N prompts
+    rubric: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    campaign_id: str
+    name: str
+    status: str
+    prompts: int
+    done: int
+    slots: int
+    contestants: list[str]
+
+
+@dataclass(frozen=True)
+class ContestantHealth:
+    name: str
+    kind: str
+    status: str                          # "up", "down: why", "not served"
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    """What the Models tab shows: start-up, the CPU, the vLLM server and every contestant's health."""
+
+    startup: str
+    cpu: str
+    vllm_state: str                      # "disabled" when serving is off in the configuration
+    vllm_message: str = ""
+    vllm_url: str | None = None
+    vllm_pid: int | None = None
+    kernels: list[str] = field(default_factory=list)
+    log_tail: str = ""
+    contestants: list[ContestantHealth] = field(default_factory=list)
+
+    @property
+    def contestants_up(self) -> int:
+        return sum(c.status == "up" for c in self.contestants)

@@ -44,8 +44,7 @@ class Progress(str):
 def judge_voted_battles(store: Store, settings: JudgeSettings, limit: int = 200) -> Iterator[Progress]:
     """Judges voted battles the current judge has not judged yet; yields Progress lines."""
     done = {j.battle_id for j in JudgeStore(store).list_judgements(judge_model=settings.model) if j.battle_id}
-    rows = store.execute("SELECT battle_id FROM votes ORDER BY created_at DESC LIMIT ?", [limit * 4])
-    todo = [bid for (bid,) in rows if bid not in done][:limit]
+    todo = [bid for bid in store.recently_voted(limit * 4) if bid not in done][:limit]
     if not todo:
         yield Progress("Every voted battle is already judged.")
         return

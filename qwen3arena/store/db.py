@@ -365,6 +365,12 @@ class Store:
             ).fetchall()
         return [VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) for row in rows]
 
+    def recently_voted(self, limit: int) -> list[str]:
+        """Battle ids of the newest votes, newest first (what the judge looks at first)."""
+        with self._lock:
+            rows = self._con.execute("SELECT battle_id FROM votes ORDER BY created_at DESC LIMIT ?", [limit]).fetchall()
+        return [battle_id for (battle_id,) in rows]
+
     def vote_counts(self) -> dict[str, int]:
         """Votes each model took part in (both sides counted)."""
         with self._lock:

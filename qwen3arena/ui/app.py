@@ -95,12 +95,12 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
                 label_tabs.append(build_label_tab(runtime.campaigns))
             with restricted(demo, access, admin):
                 admin_tabs.append(build_scoreboard_tab(actions))
-                admin_tabs.append(build_campaigns_tab(runtime))
+                admin_tabs.append(build_campaigns_tab(actions))
                 train = build_train_tab(actions) if show_train_tab(runtime) else None
                 if train is not None:
                     admin_tabs.append(train.tab)
                 admin_tabs.append(build_data_tab(actions, train, tabs))
-                admin_tabs.append(build_models_tab(runtime))
+                admin_tabs.append(build_models_tab(actions))
                 register_endpoints(actions)  # the application layer's HTTP API, admin only
         for tab in admin_tabs + label_tabs:
             tab.visible = not hide

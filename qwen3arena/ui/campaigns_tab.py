@@ -9,19 +9,13 @@ from typing import Any
 
 import gradio as gr
 
-from qwen3arena.campaigns import (
-    CampaignError,
-    CampaignService,
-    PromptFileError,
-    load_shipped,
-    parse_prompt_jsonl,
-    shipped_prompt_sets,
-)
-from qwen3arena.runtime import Runtime
+from qwen3arena.api import Actions, CampaignDraft, typed
+from qwen3arena.campaigns import Progress, shipped_prompt_sets
+from qwen3arena.errors import Refused
+from qwen3arena.ui.forms import Form
 
 
-def _agreement_text(service: CampaignService, campaign_id: str) -> str:
-    p = service.progress(campaign_id)
+def _agreement_text(p: Progress) -> str:
     lines = [f"**Progress:** {p.done} of {p.slots} judgements · {p.complete_prompts} of {p.prompts} prompts "
              f"complete · {p.claimed} in hand"]
     if p.per_labeller:
@@ -41,9 +35,8 @@ def _agreement_text(service: CampaignService, campaign_id: str) -> str:
     return "\n".join(lines)
 
 
-def build_campaigns_tab(runtime: Runtime) -> gr.Tab:
-    service = runtime.campaigns
-    settings = runtime.settings.campaigns
+def build_campaigns_tab(actions: Actions) -> gr.Tab:
+    settings = actions.runtime.settings.campaigns
     with gr.Tab("Campaigns", id="campaigns", elem_id="campaigns-tab") as tab:
         gr.Markdown("### Labelling campaigns\nA prompt set, the contestants, votes per prompt, a rubric and "
                     "reason chips. Labellers find open campaigns in their Label tab.")
@@ -73,56 +66,60 @@ def build_campaigns_tab(runtime: Runtime) -> gr.Tab:
             toggle = gr.Button("Close / reopen", elem_id="campaign-toggle")
         details = gr.Markdown(elem_id="campaign-details")
 
+        # CampaignDraft's fields by name (the source radio and the file are read into the draft)
+        form = Form(name=name, source=source, shipped=shipped, contestants=contestants, votes_per_prompt=votes,
+                    overlap=overlap, limit=limit, rubric=rubric)
+
         def rows() -> tuple[list[list[Any]], Any]:
-            data, choices = [], []
-            for c in service.list_campaigns():
-                p = service.progress(c.campaign_id)
-                data.append([c.name, c.status, c.prompts, f"{p.done}/{p.slots}", ", ".join(c.contestants)])
-                choices.append((c.name, c.campaign_id))
+            campaigns = actions.campaigns()
+            data = [[c.name, c.status, c.prompts, f"{c.done}/{c.slots}", ", ".join(c.contestants)] for c in campaigns]
+            choices = [(c.name, c.campaign_id) for c in campaigns]
             return data, gr.update(choices=choices, value=choices[-1][1] if choices else None)
 
         def on_open() -> tuple:
-            names = runtime.pool.names()
+            names = actions.arena_models()
             return (gr.update(choices=names, value=names), *rows())
 
-        def create_campaign(name_v, source_v, shipped_v, file_v, contestants_v, votes_v, overlap_v, limit_v,
-                            rubric_v, reasons_v, request: gr.Request) -> tuple:
+        def create_campaign(data: dict, request: gr.Request) -> tuple:
+            fields = form.values(data)
+            file_v = data[upload]
+            if fields.get("source") == "upload" and file_v:
+                fields["prompts_jsonl"] = Path(file_v).read_text(encoding="utf-8", errors="replace")
+                fields["upload_name"] = Path(file_v).name
+            fields["reasons"] = [r.strip() for r in (data[reasons] or "").split(",") if r.strip()]
             try:
-                if source_v == "upload":
-                    if not file_v:
-                        raise PromptFileError("Upload a JSONL file of prompts first.")
-                    prompts = parse_prompt_jsonl(Path(file_v).read_text(encoding="utf-8", errors="replace"),
-                                                 settings.max_prompts)
-                    origin = Path(file_v).name
-                else:
-                    prompts = load_shipped(shipped_v or "", settings.max_prompts)
-                    origin = shipped_v
-                if limit_v:
-                    prompts = prompts[: int(limit_v)]
-                campaign = service.create(
-                    name_v, prompts, list(contestants_v or []), runtime.pool.names(), int(votes_v or 1),
-                    int(overlap_v or 1), rubric_v, [r for r in (reasons_v or "").split(",")],
-                    created_by=request.username or None, prompt_source=origin)
-            except (PromptFileError, CampaignError) as exc:
+                created = actions.create_campaign(typed(CampaignDraft, fields, "campaign"),
+                                                  created_by=request.username or None)
+            except Refused as exc:
                 return (f"⚠️ {exc}".replace("\n", "  \n"), *rows(), gr.update())
-            data, choice = rows()
-            return (f"✅ Campaign **{campaign.name}** created with {campaign.prompts} prompts.", data, choice,
-                    _agreement_text(service, campaign.campaign_id))
+            data_rows, choice = rows()
+            return (f"✅ Campaign **{created.name}** created with {created.prompts} prompts.", data_rows, choice,
+                    _agreement_text(actions.campaign_progress(created.campaign_id)))
 
         def show(campaign_id: str | None) -> str:
-            return _agreement_text(service, campaign_id) if campaign_id else ""
+            if not campaign_id:
+                return ""
+            try:
+                return _agreement_text(actions.campaign_progress(campaign_id))
+            except Refused as exc:
+                return f"⚠️ {exc}"
 
         def toggle_status(campaign_id: str | None) -> tuple:
             if not campaign_id:
                 return "⚠️ Choose a campaign.", *rows()
-            campaign = service.get(campaign_id)
-            service.set_status(campaign_id, "closed" if campaign.status == "open" else "open")
+            try:
+                actions.toggle_campaign(campaign_id)
+            except Refused as exc:
+                return f"⚠️ {exc}", *rows()
             return show(campaign_id), *rows()
 
-        tab.select(on_open, None, [contestants, table, chosen], api_visibility="private")
-        refresh.click(rows, None, [table, chosen], api_name="campaigns_list")
-        create.click(create_campaign, [name, source, shipped, upload, contestants, votes, overlap, limit, rubric,
-                                       reasons], [message, table, chosen, details], api_name="campaign_create")
-        chosen.change(show, [chosen], [details], api_name="campaign_progress")
-        toggle.click(toggle_status, [chosen], [details, table, chosen], api_name="campaign_toggle")
+        # the API of these actions: /campaigns_list, /campaign_create, /campaign_progress,
+        # /campaign_toggle (api.remote)
+        private: dict[str, Any] = {"api_visibility": "private"}
+        tab.select(on_open, None, [contestants, table, chosen], **private)
+        refresh.click(rows, None, [table, chosen], **private)
+        create.click(create_campaign, form.components | {upload, reasons}, [message, table, chosen, details],
+                     **private)
+        chosen.change(show, [chosen], [details], **private)
+        toggle.click(toggle_status, [chosen], [details, table, chosen], **private)
     return tab

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import gradio as gr
 
-from qwen3arena.hardware import cpu_info, describe_kernels
-from qwen3arena.runtime import Runtime
+from qwen3arena.api import Actions, ServingStatus
+from qwen3arena.errors import Refused
+from qwen3arena.hardware import describe_kernels
 
 
-def build_models_tab(runtime: Runtime) -> gr.Tab:
+def _summary(status: ServingStatus) -> str:
+    lines = [f"**Start-up:** {status.startup}", f"**CPU:** {status.cpu}"]
+    if status.vllm_state == "disabled":
+        lines.append("**vLLM:** disabled in the configuration")
+    else:
+        lines.append(f"**vLLM:** {status.vllm_state} — {status.vllm_message} (`{status.vllm_url}`, "
+                     f"pid {status.vllm_pid})")
+        if status.vllm_state == "ready":
+            lines.append(f"**vLLM kernels loaded:** {describe_kernels(status.kernels)}")
+    lines.append(f"**Contestants up:** {status.contestants_up} of {len(status.contestants)}")
+    return "\n\n".join(lines)
+
+
+def build_models_tab(actions: Actions) -> gr.Tab:
     with gr.Tab("Models", id="models") as tab:
         gr.Markdown("### Serving\nThe vLLM server, the contestants the arena can draw, and their health.")
         summary = gr.Markdown("Press Refresh to load the status.")
@@ -23,34 +37,25 @@ def build_models_tab(runtime: Runtime) -> gr.Tab:
             refresh = gr.Button("Refresh")
             restart = gr.Button("Restart vLLM", variant="stop")
 
+        def show(status: ServingStatus) -> tuple:
+            rows = [[c.name, c.kind, c.status, c.endpoint] for c in status.contestants]
+            return _summary(status), rows, gr.update(value=status.log_tail, visible=bool(status.log_tail))
+
         def load() -> tuple:
-            lines = [f"**Start-up:** {runtime.progress}", f"**CPU:** {cpu_info().summary()}"]
-            tail = ""
-            if runtime.server is not None:
-                status = runtime.server.status()
-                lines.append(f"**vLLM:** {status.state} — {status.message} (`{status.url}`, pid {status.pid})")
-                if status.state == "ready":
-                    lines.append(f"**vLLM kernels loaded:** {describe_kernels(list(status.kernels))}")
-                tail = status.log_tail
-            else:
-                lines.append("**vLLM:** disabled in the configuration")
-            health = runtime.pool.health()
-            kinds = {m.name: m.kind for m in runtime.store.list_models()}
-            rows = [[name, kinds.get(name, "?"), state, runtime.pool.get(name).endpoint.base_url]
-                    for name, state in health.items()]
-            lines.append(f"**Contestants up:** {sum(s == 'up' for s in health.values())} of {len(health)}")
-            return "\n\n".join(lines), rows, gr.update(value=tail, visible=bool(tail))
+            return show(actions.serving_status())
 
         def restart_server() -> tuple:
-            if runtime.server is None:
-                gr.Warning("vLLM serving is disabled in the configuration.")
-            else:
-                gr.Info("Restarting vLLM; it takes a minute on a CPU.")
-                runtime.restart_server()
-            return load()
+            try:
+                status = actions.restart_server()
+            except Refused as exc:
+                gr.Warning(str(exc))
+                return load()
+            gr.Info("Restarting vLLM; it takes a minute on a CPU.")
+            return show(status)
 
+        # the API of these actions: /models_status, /restart_vllm (api.remote)
         outputs = [summary, table, log_tail]
-        refresh.click(load, None, outputs, api_name="models_status")
+        refresh.click(load, None, outputs, api_visibility="private")
         tab.select(load, None, outputs, api_visibility="private")
-        restart.click(restart_server, None, outputs, api_name="restart_vllm")
+        restart.click(restart_server, None, outputs, api_visibility="private")
     return tab
