@@ -179,12 +179,19 @@ def run_bare(kind: str, checkpoint: str, seq: int, batch: int, steps: int, four_
     return summarize(times, [batch * seq] * steps)
 
 
+WARMUP_STEPS = int(os.environ.get("BENCH_WARMUP_STEPS", "3"))
+
+
 def summarize(times: list[float], tokens: list[int]) -> dict:
-    """Median and mean real tokens/s over steps 4..N, plus the per-step trace."""
-    rates = [n / t for n, t in zip(tokens[3:], times[3:])]
+    """Median and mean real tokens/s over the steps after the warm-up (BENCH_WARMUP_STEPS,
+    default 3: compiling and autotuning happen there), the slowest of those steps against their
+    median (a stall shows as > 2), plus the per-step trace."""
+    times_, tokens_ = times[WARMUP_STEPS:], tokens[WARMUP_STEPS:]
+    rates = [n / t for n, t in zip(tokens_, times_)]
     return {"tokens_per_s": statistics.median(rates) if rates else float("nan"),
-            "mean_tokens_per_s": sum(tokens[3:]) / sum(times[3:]) if rates else float("nan"),
-            "tokens_per_step": statistics.mean(tokens[3:]) if rates else float("nan"),
+            "mean_tokens_per_s": sum(tokens_) / sum(times_) if rates else float("nan"),
+            "tokens_per_step": statistics.mean(tokens_) if rates else float("nan"),
+            "slowest_step": max(times_) / statistics.median(times_) if rates else float("nan"),
             "peak_gib": peak_memory_gib(),
             "step_ms": [round(t * 1000) for t in times], "step_tokens": tokens}
 
@@ -193,7 +200,7 @@ def parse_contender(name: str) -> tuple[str, dict]:
     """"app-var+padding_free=false+pad_to_multiple_of=64" -> ("app-var", {...})."""
     import yaml
 
-    name = name.split("@")[0]  # "@flag" parts are bench switches (see run_app)
+    name = name.split("@")[0].split("#")[0]  # "@flag": bench switches (see run_app); "#tag": a label
     base, *pairs = name.split("+")
     overrides = {}
     for pair in pairs:
@@ -213,6 +220,7 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
     flags = set(name.split("@")[1:])
     if "profile" in flags:
         profile_steps(first=max(steps - 6, 3), count=4)
+    trace = trace_steps() if "trace" in flags else None
     if "nocudnn" in flags:  # SDPA without cuDNN attention; the app's default since (cudnn_attention)
         overrides.setdefault("cudnn_attention", False)
     slug = "".join(c if c.isalnum() else "-" for c in name)
@@ -240,7 +248,53 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
     peak = max((e.get("gpu_peak_gib") or 0) for e in steps_ev)
     if peak:
         result["peak_gib"] = peak
+    if trace is not None:
+        result["trace"] = trace
     return result
+
+
+def trace_steps() -> list[dict]:
+    """"@trace": per training step, the batch's shape, what torch.compile counted during it
+    (graphs, recompiles, cache misses) and the Triton kernels JIT-compiled during it. A stall
+    that coincides with compile work names its cause; one without any points elsewhere (the
+    allocator, the host)."""
+    from torch._dynamo.utils import counters
+    from transformers import Trainer
+
+    trace: list[dict] = []
+    compiled: list[str] = []
+    try:  # triton >= 3.4; called once per kernel specialization compiled
+        from triton import knobs
+
+        previous = knobs.runtime.jit_post_compile_hook
+
+        def hook(*args, **kwargs):
+            fn = kwargs.get("fn")
+            compiled.append(getattr(fn, "name", None) or str(fn))
+            return previous(*args, **kwargs) if previous else None
+
+        knobs.runtime.jit_post_compile_hook = hook
+    except Exception as exc:  # noqa: BLE001 - tracing is best effort
+        print(f"trace: no triton compile hook ({exc})", file=sys.stderr)
+
+    def snapshot() -> dict[str, int]:
+        return {f"{group}.{key}": value for group, counts in counters.items() for key, value in counts.items()
+                if isinstance(value, int)}
+
+    original = Trainer.training_step
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        ids = inputs.get("input_ids")
+        kernels, before = len(compiled), snapshot()
+        out = original(self, model, inputs, *args, **kwargs)
+        after = snapshot()
+        trace.append({"shape": list(ids.shape) if ids is not None else None,
+                      "triton": compiled[kernels:],
+                      "dynamo": {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}})
+        return out
+
+    Trainer.training_step = training_step
+    return trace
 
 
 def profile_steps(first: int, count: int) -> None:
@@ -282,8 +336,14 @@ def profile_steps(first: int, count: int) -> None:
     Trainer.training_step = training_step
 
 
+def kind_of(name: str) -> str:
+    """"app-group+pad_to_multiple_of=16@trace#b" -> "app-group"."""
+    return name.split("#")[0].split("@")[0].split("+")[0]
+
+
 def child(args: argparse.Namespace) -> None:
-    if args.child in ("peft", "unsloth"):
+    if kind_of(args.child) in ("peft", "unsloth"):
+        args.child = kind_of(args.child)
         result = run_bare(args.child, args.checkpoint, args.seq, args.batch, args.steps, args.four_bit)
     else:
         result = run_app(args.checkpoint, args.dataset, args.seq, args.batch, args.steps, args.four_bit,
@@ -306,6 +366,8 @@ def main() -> None:
     parser.add_argument("--log", default=None, help="append every contender's full output to this file")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds: start no contender after this much time has passed")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="steps left out of the steady-state figures (default 3; BENCH_WARMUP_STEPS)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -313,6 +375,10 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.warmup is not None:  # children read it from the environment
+        global WARMUP_STEPS
+        WARMUP_STEPS = args.warmup
+        os.environ["BENCH_WARMUP_STEPS"] = str(args.warmup)
     began = time.time()
     work = Path(args.work or tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -323,7 +389,9 @@ def main() -> None:
     fixed, variable, _ = make_datasets(checkpoint, args.seq, args.batch * (most + 2), work)
     runs: dict[str, list[dict]] = {}  # contender -> one result per round
     for round_ in range(args.repeat):
-        for name, steps in contenders:
+        # ABBA: odd rounds run the list backwards, so a machine that drifts during the call
+        # (clocks, heat, a neighbour) favours no contender
+        for name, steps in contenders if round_ % 2 == 0 else contenders[::-1]:
             if args.deadline and time.time() - began > args.deadline:
                 print(f"{name}: skipped (deadline)", file=sys.stderr, flush=True)
                 continue
@@ -336,8 +404,7 @@ def main() -> None:
 
 def run_contender(args: argparse.Namespace, name: str, steps: int, checkpoint: Path, fixed: Path,
                   variable: Path, work: Path) -> dict | None:
-    base = name.split("@")[0].split("+")[0]
-    dataset = {"app-var": variable, "app-group": variable, "app-pack": variable}.get(base, fixed)
+    dataset = {"app-var": variable, "app-group": variable, "app-pack": variable}.get(kind_of(name), fixed)
     command = [sys.executable, __file__, "--child", name, "--checkpoint", str(checkpoint),
                "--dataset", str(dataset), "--seq", str(args.seq), "--batch", str(args.batch),
                "--steps", str(steps), "--work", str(work)] + (["--four-bit"] if args.four_bit else [])
@@ -358,24 +425,60 @@ def run_contender(args: argparse.Namespace, name: str, steps: int, checkpoint: P
 
 
 def print_table(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
-    """One row per contender. With --repeat, each ratio is taken against the raw Unsloth run of
-    the same round (process-to-process spread on a lent H100 reached +-20%), and the table shows
-    the median over rounds with the range."""
-    baseline = {r["round"]: r["tokens_per_s"] for r in runs.get("unsloth", [])}
+    """One row per contender. Each ratio is taken against a baseline's run of the same round
+    (separate processes on a lent H200 differed by up to 30%), and the table shows the median
+    over rounds with the range: against the raw Unsloth loop ("unsloth") and, for the app's
+    variable-length paths, against the app on fixed-length rows ("app"). A second raw run
+    ("unsloth#aa") gives the A/A ratio: the spread a ratio of identical code shows in this call."""
+    def per_round(name: str) -> dict[int, float]:
+        return {r["round"]: r["tokens_per_s"] for r in runs.get(name, [])}
+
+    def ratio_text(results: list[dict], baseline: dict[int, float]) -> str:
+        ratios = [r["tokens_per_s"] / baseline[r["round"]] for r in results if r["round"] in baseline]
+        if not ratios:
+            return "n/a"
+        return f"{statistics.median(ratios):.3f}x" + (f" ({min(ratios):.3f}-{max(ratios):.3f})"
+                                                      if len(ratios) > 1 else "")
+
+    raw, fixed = per_round("unsloth"), per_round("app")
     precision = "4-bit" if args.four_bit else "bf16"
-    print("\n| shape | path | tokens/s (median) | range over rounds | vs raw Unsloth (same round) "
-          "| mean tokens/s | tokens/step | peak memory (GiB; GPU allocated, or CPU RSS) |"
-          "\n|---|---|---|---|---|---|---|---|")
+    print(f"\nsteady state: steps {WARMUP_STEPS + 1}..N of each run; ratios per round, median (range)")
+    print("\n| shape | path | rounds | tokens/s (median) | range over rounds | vs raw Unsloth (same round) "
+          "| vs app fixed (same round) | mean tokens/s | tokens/step | slowest step / median "
+          "| peak memory (GiB; GPU allocated, or CPU RSS) |"
+          "\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name, results in runs.items():
         rates = [r["tokens_per_s"] for r in results]
-        ratios = [r["tokens_per_s"] / baseline[r["round"]] for r in results if r["round"] in baseline]
-        ratio = f"{statistics.median(ratios):.2f}x" + (
-            f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else "") if ratios else "n/a"
         spread = f"{min(rates):,.0f}-{max(rates):,.0f}" if len(rates) > 1 else "one run"
-        print(f"| {args.shape} {precision} | {name} | {statistics.median(rates):,.0f} | {spread} | {ratio} "
+        versus_fixed = ratio_text(results, fixed) if kind_of(name) in ("app-var", "app-group", "app-pack") else ""
+        print(f"| {args.shape} {precision} | {name} | {len(results)} | {statistics.median(rates):,.0f} | {spread} "
+              f"| {ratio_text(results, raw)} | {versus_fixed} "
               f"| {statistics.median(r['mean_tokens_per_s'] for r in results):,.0f} "
               f"| {statistics.median(r['tokens_per_step'] for r in results):,.0f} "
+              f"| {max(r['slowest_step'] for r in results):.2f} "
               f"| {max(r['peak_gib'] for r in results):.1f} |")
+    print_stalls(runs)
+
+
+def print_stalls(runs: dict[str, list[dict]]) -> None:
+    """For traced runs ("@trace"): every step after the warm-up that took over 1.5x the median,
+    with its batch shape and the compile work done during it."""
+    for name, results in runs.items():
+        for result in results:
+            trace, times = result.get("trace"), result["step_ms"]
+            if not trace:
+                continue
+            median = statistics.median(times[WARMUP_STEPS:])
+            shapes = {tuple(t["shape"]) for t in trace if t["shape"]}
+            compiles = sum(len(t["triton"]) for t in trace[WARMUP_STEPS:])
+            print(f"\n{name} round {result['round']}: {len(shapes)} batch shapes, "
+                  f"{compiles} Triton compiles after step {WARMUP_STEPS}, median step {median:.0f} ms")
+            for step, (ms, item) in enumerate(zip(times, trace), start=1):
+                if step > WARMUP_STEPS and (ms > 1.5 * median or item["triton"]):
+                    dynamo = {k: v for k, v in item["dynamo"].items() if "calls_captured" not in k}
+                    print(f"  step {step}: {ms} ms, shape {item['shape']}, triton {item['triton'][:8]}"
+                          f"{'...' if len(item['triton']) > 8 else ''}, torch.compile {dynamo}")
+
 
 if __name__ == "__main__":
     main()

@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"adapter {name}: {path}")
         return 0
 
+    from qwen3arena.errors import Refused
     from qwen3arena.runtime import create_runtime
-    from qwen3arena.store import StoreLocked
     from qwen3arena.ui import launch
 
     try:
         runtime = create_runtime(settings)
-    except StoreLocked as exc:
+    except Refused as exc:  # the database in use, an unwritable data directory: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

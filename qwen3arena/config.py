@@ -46,6 +46,9 @@ class UISettings:
     # on: the Train tab is shown (training runs on the CPU too, slowly); off: hidden;
     # auto: shown only where a CUDA GPU is visible (the Space configuration).
     train_tab: Literal["on", "off", "auto"] = "on"
+    # Gradio's usage telemetry (a version check and usage reports to api.gradio.app). Off: a
+    # private labelling tool sends nothing anywhere; this setting wins over GRADIO_ANALYTICS_ENABLED.
+    analytics: bool = False
 
 
 @dataclass
@@ -129,8 +132,16 @@ class VLLMSettings:
     # adapters are served), see docs/serving.md.
     max_loras: int = 4
     kv_cache_gib: int = 1
+    # The share of the whole GPU vLLM claims (weights, activations and KV cache), passed as
+    # --gpu-memory-utilization on CUDA only (on the CPU kv_cache_gib sizes the cache). A training
+    # run on the same GPU gets what is left: lower this to train beside the server.
+    gpu_memory_utilization: float = 0.9
     reasoning_parser: str | None = "qwen3"
     startup_timeout_s: float = 600.0
+    # A server that dies after it was up (a crash, the OOM killer) is restarted by itself, at
+    # most this many times in a row (0: never), after restart_backoff_s, doubled on each attempt.
+    restart_attempts: int = 3
+    restart_backoff_s: float = 2.0
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -178,7 +189,20 @@ class ArenaSettings:
     target_share: float = 0.0
     target_pairs: list[list[str]] = field(default_factory=list)  # [[model, model], ...]
     parent_pairs: bool = True   # every checkpoint with a registered parent is a target pair with it
+    # How the pair is drawn. weighted: by the weights, the boost and the target pairs above
+    # (FastChat's sampler). informative: the same rules, but most battles go to the pair whose
+    # vote shrinks the uncertainty that matters: each checkpoint against its parent (when
+    # parent_pairs is on) first, then neighbours on the board (qwen3arena/arena/informative.py;
+    # votes to separation for both in docs/benchmarks.md).
+    pair_sampler: Literal["weighted", "informative"] = "informative"
+    parent_focus: float = 10.0   # informative: one parent question weighs this many neighbour questions
+    explore_share: float = 0.25  # informative: share of battles drawn the weighted way (none starves)
+    # Longest wait for the next piece of an answer (the endpoint sends nothing: a timeout).
     request_timeout_s: float = 120.0
+    # Caps on one answer from any endpoint, whatever it was asked (an external one may ignore
+    # max_tokens): past either, the answer is cut off, shown as such and never harvested.
+    max_answer_chars: int = 20000   # answer and thinking together
+    max_answer_s: float = 300.0
     # Extra words that reveal a model identity in an answer (the contestants' own names are
     # always checked).
     identity_terms: list[str] = field(default_factory=lambda: [
@@ -311,6 +335,10 @@ def load_settings(
         raise ConfigError(f"endpoints: duplicate contestant names {sorted(duplicates)}")
     if not 0.0 <= settings.arena.target_share <= 1.0:
         raise ConfigError(f"arena.target_share: {settings.arena.target_share} is not between 0 and 1")
+    if not 0.0 <= settings.arena.explore_share <= 1.0:
+        raise ConfigError(f"arena.explore_share: {settings.arena.explore_share} is not between 0 and 1")
+    if settings.arena.parent_focus < 0:
+        raise ConfigError(f"arena.parent_focus: {settings.arena.parent_focus} is negative")
     bad_pairs = [pair for pair in settings.arena.target_pairs if len(pair) != 2 or pair[0] == pair[1]]
     if bad_pairs:
         raise ConfigError(f"arena.target_pairs: each entry names two different models; got {bad_pairs}")

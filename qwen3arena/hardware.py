@@ -83,3 +83,52 @@ def describe_kernels(names: list[str]) -> str:
         return "none seen yet"
     return ", ".join(f"{name} ({VLLM_CPU_KERNELS[name]})" if name in VLLM_CPU_KERNELS else name
                      for name in names)
+
+
+@dataclass(frozen=True)
+class GpuState:
+    """One GPU's memory now, as a run about to start would find it."""
+
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+    vllm_gib: float = 0.0  # held by the app's vLLM server (its engine processes), if on this GPU
+
+    def summary(self) -> str:
+        held = f"; the vLLM server holds {self.vllm_gib:.1f} GiB" if self.vllm_gib else ""
+        return f"GPU {self.index} ({self.name}): {self.free_gib:.1f} GiB free of {self.total_gib:.1f} GiB{held}"
+
+
+def gpu_states(server_pid: int | None = None, timeout: float = 10.0) -> list[GpuState]:
+    """Every NVIDIA GPU's free memory, from nvidia-smi rather than torch: asking torch would
+    create a CUDA context in the app process, itself holding memory on the GPU. Empty where
+    there is no NVIDIA GPU (or no nvidia-smi)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+
+    def query(*args: str) -> list[list[str]]:
+        try:
+            out = subprocess.run(["nvidia-smi", *args, "--format=csv,noheader,nounits"], capture_output=True,
+                                 text=True, timeout=timeout, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]
+
+    gpus = query("--query-gpu=index,uuid,name,memory.total,memory.free")
+    server = set(process_tree(server_pid)) if server_pid else set()
+    held: dict[str, float] = {}
+    for uuid, pid, used in query("--query-compute-apps=gpu_uuid,pid,used_memory") if server else []:
+        if pid.isdigit() and int(pid) in server and used.replace(".", "", 1).isdigit():
+            held[uuid] = held.get(uuid, 0.0) + float(used) / 1024
+    states = []
+    for row in gpus:
+        try:
+            index, uuid, name, total, free = row
+            states.append(GpuState(int(index), name, float(total) / 1024, float(free) / 1024, held.get(uuid, 0.0)))
+        except ValueError:
+            continue
+    return states

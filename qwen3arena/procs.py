@@ -59,6 +59,52 @@ def signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group: what a dead child left running."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return sorted(members)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A process holding a POSIX lock on a file (as /proc/locks lists it)."""
+
+    pid: int
+    kind: str            # "READ" (a shared lock: a read-only DuckDB reader) or "WRITE"
+    command: str | None  # its command line, when it still runs
+
+
+def file_lock_holders(path: Path) -> list[LockHolder]:
+    """The other processes holding a lock on `path`, from /proc/locks (empty where there is none):
+    who keeps a DuckDB file from being opened, without reading DuckDB's error text."""
+    try:
+        st = os.stat(path)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = []
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or key not in fields:  # "->": a process waiting for the lock, not holding it
+            continue
+        at = fields.index(key)
+        try:
+            pid = int(fields[at - 1])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid():
+            holders.append(LockHolder(pid, fields[at - 2], running_command(pid)))
+    return holders
+
+
 def running_command(pid: int) -> str | None:
     """The command line of a live process, or None."""
     try:
@@ -242,8 +288,11 @@ class ChildProcess:
     def stop(self, grace_s: float = 10.0, block: bool = True) -> bool:
         """SIGTERM now; SIGKILL to the group if the child still runs after `grace_s`. With
         block=False the wait happens on a thread and this returns at once. False when the
-        child was not running."""
-        if self.process is None or self.process.poll() is not None:
+        child was not running (what it left behind is reaped all the same)."""
+        if self.process is None:
+            return False
+        if self.process.poll() is not None:
+            self.reap()
             return False
         self.stopping = True
         self.process.send_signal(signal.SIGTERM)
@@ -259,3 +308,15 @@ class ChildProcess:
             log.warning("%s ignored SIGTERM for %.0f s; killing it", self.job_id, grace_s)
         signal_group(self.process.pid, signal.SIGKILL)  # the child, or whatever it left behind
         self.process.wait()
+
+    def reap(self) -> list[int]:
+        """Once the child has ended, SIGKILL to what is left of its process group, and the pids
+        that were still alive. Workers a child started (vLLM's engine core) do not die with it:
+        after a crash they would hold their memory (gigabytes for vLLM) until someone noticed."""
+        if self.process is None or self.process.poll() is None:
+            return []
+        left = group_members(self.process.pid)
+        if left:
+            log.warning("%s ended; killing the %d processes it left behind: %s", self.job_id, len(left), left)
+            signal_group(self.process.pid, signal.SIGKILL)
+        return left

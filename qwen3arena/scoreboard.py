@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import numpy as np
 import pandas as pd
 
 from qwen3arena.evals.store import latest_primary_scores
 from qwen3arena.judge import JudgeStore
-from qwen3arena.ratings import battle_count_matrix, cohen_kappa, online_elo, rate, votes_to_arrays, win_rate_matrix
+from qwen3arena.ratings import (MIN_PAIR_VOTES, battle_count_matrix, cohen_kappa, online_elo, rate, votes_to_arrays,
+                                win_rate_matrix)
 from qwen3arena.ratings.style import StyleControlled, answer_style, fit_style_controlled, style_difference
 from qwen3arena.store import Store
 
@@ -34,7 +35,12 @@ class BoardFilters:
     until: date | None = None
     campaign: str | None = None                 # a labelling campaign's votes only
     battle_ids: frozenset[str] | None = None    # only these battles (e.g. one prompt category)
+    # sandwich: closed-form (CLT) intervals, as LMArena since 2025-07; bootstrap: percentile
+    # intervals of bootstrap_rounds refits (slower, kept to compare)
+    intervals: Literal["sandwich", "bootstrap"] = "sandwich"
     bootstrap_rounds: int = 200
+    # each vote weighs 1 / (votes of its pair): over-sampled pairs (target pairs) do not dominate
+    reweight_pairs: bool = False
     style_control: bool = False                 # add ratings with answer length and markdown regressed out
 
 
@@ -96,14 +102,18 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
         human_votes = human_votes[~human_votes["identity_leak"].astype(bool)]
     if not filters.include_ties:
         human_votes = human_votes[human_votes["outcome"].isin(["model_a", "model_b"])]
-    table = rate(votes_to_arrays(human_votes), exclude_identity_leak=False,
-                 both_bad_as_tie=filters.both_bad_as_tie, rounds=filters.bootstrap_rounds).to_frame()
+    rated = rate(votes_to_arrays(human_votes), exclude_identity_leak=False,
+                 both_bad_as_tie=filters.both_bad_as_tie, intervals=filters.intervals,
+                 rounds=filters.bootstrap_rounds, reweight=filters.reweight_pairs)
+    table = rated.to_frame()
     if len(votes) and len(human_votes) < len(votes):
         notes.append(f"{len(votes) - len(human_votes)} of {len(votes)} votes left out by the filters "
                      "(identity leaks, ties).")
+    if len(table):
+        notes.append(interval_note(filters))
     judged = JudgeStore(store).list_judgements()
     judge_votes = [j for j in judged if j.outcome is not None for _ in range(j.weight)]
-    judge_table = rate(votes_to_arrays(judge_votes), rounds=0).to_frame() if judge_votes else None
+    judge_table = rate(votes_to_arrays(judge_votes), intervals="none").to_frame() if judge_votes else None
     elo = online_elo(votes_to_arrays(human_votes)) if len(human_votes) else pd.Series(dtype=float)
 
     style = None
@@ -161,6 +171,16 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
         notes=notes,
         style=style,
     )
+
+
+def interval_note(filters: BoardFilters) -> str:
+    """How the board's intervals were computed, in words: the one place the table, the API and
+    the CSV's page learn it (the reweighting is named whenever it is on)."""
+    method = ("closed form (sandwich / CLT, as LMArena since 2025-07)" if filters.intervals == "sandwich"
+              else f"percentile bootstrap, {filters.bootstrap_rounds} rounds")
+    weights = (f"; votes reweighted by inverse pair frequency (a pair's votes count as one pair, "
+               f"pairs under {MIN_PAIR_VOTES} votes alike)" if filters.reweight_pairs else "")
+    return f"95% intervals: {method}{weights}."
 
 
 def style_controlled(store: Store, votes: pd.DataFrame) -> StyleControlled:

@@ -142,7 +142,7 @@ def test_a_restart_mid_battle_loses_no_vote_and_allows_none_on_the_old_battle(ru
     store = Store(path)
     assert store.interrupt_unfinished_battles() == 1
     arena = Arena(store, runtime.pool, ArenaSettings())
-    with pytest.raises(VoteRejected, match="interrupted"):
+    with pytest.raises(VoteRejected, match="app restarted.*closed without a vote"):
         arena.vote(pending, "model_a", "anon:test")
     assert [v.battle_id for v in store.list_votes()] == [voted]
     store.close()

@@ -1,5 +1,6 @@
-"""Ratings: hand-checked Bradley-Terry cases, simulations with known strengths, bootstrap
-coverage, interval ranks, online Elo, matrices and the no-vote edge cases."""
+"""Ratings: hand-checked Bradley-Terry cases, simulations with known strengths, closed-form
+and bootstrap interval coverage, inverse pair-frequency weights, interval ranks, online Elo,
+matrices and the no-vote edge cases."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from qwen3arena.ratings import (
     fit_bradley_terry,
     online_elo,
     pair_outcome_counts,
+    pair_weights,
     rank_from_intervals,
     rate,
     rating_table,
+    sandwich_errors,
+    strength_covariance,
     votes_to_arrays,
     win_rate_matrix,
 )
@@ -206,7 +210,7 @@ def test_bootstrap_intervals_cover_the_true_ratings_about_95_percent():
     for seed in range(20):
         rng = np.random.default_rng(100 + seed)
         v = votes_to_arrays(simulate(TRUE, 2_000, rng))
-        rows = {r.model: r for r in rating_table(v, rounds=200, seed=seed)}
+        rows = {r.model: r for r in rating_table(v, intervals="bootstrap", rounds=200, seed=seed)}
         for i, true in enumerate(anchored):
             row = rows[f"m{i}"]
             covered.append(row.lower <= true <= row.upper)
@@ -336,8 +340,108 @@ def test_listed_model_without_votes_is_not_rated():
     assert rating_table(v, rounds=5, both_bad_as_tie=True).unrated == ()
 
 
-def test_rounds_zero_ranks_by_point_rating():
+@pytest.mark.parametrize("options", [{"intervals": "none"}, {"intervals": "bootstrap", "rounds": 0}])
+def test_no_intervals_ranks_by_point_rating(options):
     v = arrays(*[("A", "B", "model_a")] * 3, ("A", "B", "model_b"))
-    rows = rating_table(v, rounds=0).rows
-    assert [(r.model, r.rank) for r in rows] == [("A", 1), ("B", 2)]
-    assert math.isnan(rows[0].lower)
+    table = rating_table(v, **options)
+    assert [(r.model, r.rank) for r in table] == [("A", 1), ("B", 2)]
+    assert math.isnan(table.rows[0].lower) and table.intervals == "none"
+    with pytest.raises(ValueError, match="intervals must be one of"):
+        rating_table(v, intervals="jackknife")
+
+
+# -- closed-form (sandwich) intervals and inverse pair-frequency weights -----------------------
+
+POINTS = 400 / math.log(10)  # natural-log strength -> rating points
+
+
+def test_sandwich_error_by_hand_for_two_models():
+    """A beats B 3 times of 4: p = 3/4, the score variance sum (y - p)^2 equals the Hessian
+    n p (1 - p), so Var(s_A - s_B) = 1 / (n p (1 - p)); A's rating is half the difference."""
+    v = arrays(*[("A", "B", "model_a")] * 3, ("A", "B", "model_b"))
+    var_diff = 1 / (4 * 0.75 * 0.25)
+    errors = sandwich_errors(v, l2=TINY)
+    assert errors["A"] == pytest.approx(POINTS * 0.5 * math.sqrt(var_diff), rel=1e-6)
+    table = {r.model: r for r in rating_table(v, l2=TINY)}  # the default method
+    assert table["A"].upper - table["A"].rating == pytest.approx(1.959964 * errors["A"], rel=1e-5)
+    assert table["A"].rating - table["A"].lower == pytest.approx(1.959964 * errors["A"], rel=1e-5)
+    # against an anchor the whole difference is uncertain; the anchor itself is a point
+    anchored = sandwich_errors(v, l2=TINY, anchor="B")
+    assert anchored["A"] == pytest.approx(POINTS * math.sqrt(var_diff), rel=1e-6) and anchored["B"] == 0
+    narrower = {r.model: r for r in rating_table(v, l2=TINY, confidence=0.5)}
+    assert narrower["A"].upper - narrower["A"].rating == pytest.approx(0.674490 * errors["A"], rel=1e-5)
+
+
+def test_sandwich_intervals_cover_about_95_percent_at_2000_votes_among_20_models():
+    """300 arenas of 2,000 votes among 20 models whose true ratings are drawn N(1000, 150):
+    the share of the 6,000 intervals holding the true (mean-centred) rating is near 95%."""
+    covered = []
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        true = rng.normal(1000.0, 150.0, 20)
+        table = {r.model: r for r in rating_table(votes_to_arrays(simulate(true, 2_000, rng)))}
+        assert table and next(iter(table.values())) is not None
+        centred = true - true.mean() + 1000.0
+        covered += [table[f"m{i}"].lower <= centred[i] <= table[f"m{i}"].upper
+                    for i in range(20) if f"m{i}" in table]
+    assert len(covered) >= 5_900
+    assert 0.94 <= float(np.mean(covered)) <= 0.96, np.mean(covered)
+
+
+def test_sandwich_widths_match_a_long_bootstrap_within_10_percent():
+    for seed in range(4):
+        rng = np.random.default_rng(50 + seed)
+        v = votes_to_arrays(simulate(rng.normal(1000.0, 150.0, 20), 2_000, rng, tie_rate=0.15))
+        closed = rating_table(v).to_frame().set_index("model")
+        boot = rating_table(v, intervals="bootstrap", rounds=1_000, seed=seed).to_frame().set_index("model")
+        ratio = (closed["upper"] - closed["lower"]) / (boot["upper"] - boot["lower"])
+        assert ratio.between(0.9, 1.1).all(), ratio.describe()  # every model's width
+        assert closed["rating"].equals(boot["rating"])  # same point fit either way
+
+
+def test_with_ties_the_sandwich_follows_the_data_not_the_model():
+    """Ties are half wins, not a Bradley-Terry outcome: a vote that is often a tie carries
+    less noise than a win/loss coin. The inverse Fisher information ignores that and is too
+    wide; the sandwich reads the spread off the votes, as the bootstrap does."""
+    rng = np.random.default_rng(8)
+    v = votes_to_arrays(simulate(TRUE, 3_000, rng, tie_rate=0.4))
+    _, _, robust = strength_covariance(pair_outcome_counts(v))
+    _, _, model = strength_covariance(pair_outcome_counts(v), robust=False)
+    assert np.all(np.diag(robust) < 0.8 * np.diag(model))
+    closed = np.array([r.upper - r.lower for r in rating_table(v)])
+    boot = np.array([r.upper - r.lower for r in rating_table(v, intervals="bootstrap", rounds=1_000)])
+    assert closed.mean() == pytest.approx(boot.mean(), rel=0.1)
+
+
+def test_pair_weights_are_inverse_pair_frequency_with_a_floor():
+    v = arrays(*[("A", "B", "model_a")] * 60, *[("B", "A", "model_a")] * 40,  # A-B: 100 votes
+               *[("A", "C", "tie")] * 50, *[("B", "C", "model_b")] * 10)
+    w = pair_weights(pair_outcome_counts(v), min_pair_votes=50)
+    a, b, c = 0, 1, 2
+    assert w[a, b] == w[b, a] == pytest.approx(w[a, c] / 2)  # 100 votes weigh half of 50 each
+    assert w[b, c] == pytest.approx(w[a, c])                  # under the floor: as if 50
+    counts = pair_outcome_counts(v).sum(axis=2)
+    assert (w * counts).sum() == pytest.approx(counts.sum())  # a vote weighs 1 on average
+
+
+def test_an_oversampled_pair_does_not_dominate_the_reweighted_fit():
+    """A beats B 80% of the time but is level with everyone else (no single rating explains
+    both). Sampling A-B ten times as often drags the plain fit toward that one pair; with
+    inverse pair-frequency weights the fit is the same as with A-B sampled like the rest."""
+    level = [("A", "C", "model_a"), ("C", "A", "model_a"), ("A", "D", "model_a"), ("D", "A", "model_a"),
+             ("B", "C", "model_a"), ("C", "B", "model_a"), ("B", "D", "model_a"), ("D", "B", "model_a"),
+             ("C", "D", "model_a"), ("D", "C", "model_a")] * 30
+    a_beats_b = [("A", "B", "model_a")] * 48 + [("A", "B", "model_b")] * 12
+    once, tenfold = arrays(*level, *a_beats_b), arrays(*level, *a_beats_b * 10)
+    plain = fit_bradley_terry(tenfold, l2=TINY) - fit_bradley_terry(once, l2=TINY)
+    weighted = (fit_bradley_terry(tenfold, l2=TINY, reweight=True)
+                - fit_bradley_terry(once, l2=TINY, reweight=True))
+    assert plain["A"] > 30 and plain["B"] < -30  # the plain fit follows the over-sampled pair
+    assert np.abs(weighted.to_numpy()).max() < 1e-4
+    # fewer effective votes: the reweighted intervals are wider, and the table says so
+    on = {r.model: r for r in rating_table(tenfold, reweight=True)}
+    off = {r.model: r for r in rating_table(tenfold)}
+    assert on["A"].upper - on["A"].lower > 1.1 * (off["A"].upper - off["A"].lower)
+    assert rating_table(tenfold, reweight=True).reweighted and not rating_table(tenfold).reweighted
+    boot = rating_table(tenfold, reweight=True, intervals="bootstrap", rounds=400)
+    assert {r.model: r.rating for r in boot} == pytest.approx({m: r.rating for m, r in on.items()})

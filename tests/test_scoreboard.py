@@ -77,6 +77,28 @@ def test_the_board_orders_models_and_applies_filters(tmp_path):
     assert some.n_votes == 3 and set(some.table["votes"]) <= {1, 2, 3}
 
 
+def test_the_board_says_how_its_intervals_were_computed(tmp_path):
+    from qwen3arena.api import typed
+    from qwen3arena.config import ConfigError
+
+    store = _store_with_votes(tmp_path)
+    default = build_scoreboard(store)
+    assert default.notes[0].startswith("6 of 300 votes left out")
+    assert "95% intervals: closed form (sandwich" in default.notes[1]
+    boot = build_scoreboard(store, BoardFilters(intervals="bootstrap", bootstrap_rounds=50))
+    assert "percentile bootstrap, 50 rounds" in boot.notes[1]
+    assert boot.intervals["rating"].equals(default.intervals["rating"])  # same fit, other bounds
+    assert not boot.intervals["lower"].equals(default.intervals["lower"])
+    weighted = build_scoreboard(store, BoardFilters(reweight_pairs=True))
+    assert "inverse pair frequency" in weighted.notes[1] and "inverse pair" not in default.notes[1]
+    assert not weighted.intervals["rating"].equals(default.intervals["rating"])
+    # the options cross the API as typed fields; a method that does not exist is refused
+    assert typed(BoardFilters, {"intervals": "bootstrap", "reweight_pairs": True}) == BoardFilters(
+        intervals="bootstrap", reweight_pairs=True)
+    with pytest.raises(ConfigError, match="intervals"):
+        typed(BoardFilters, {"intervals": "jackknife"})
+
+
 def test_an_empty_store_gives_an_empty_board_with_a_hint(tmp_path):
     board = build_scoreboard(Store(tmp_path / "db.duckdb"))
     assert board.table.empty and "No votes yet" in board.notes[-1]

@@ -122,7 +122,8 @@ def test_a_dead_endpoint_is_reported_without_naming_the_model():
 
     with pytest.raises(ChatError) as info:
         list(events)
-    assert info.value.public == "could not reach the model server"
+    assert info.value.public.startswith("could not reach the model server")
+    assert info.value.kind == "EndpointUnreachable"
     assert "secret-model-name" not in info.value.public
 
 

@@ -52,6 +52,8 @@ def test_a_run_trains_reports_progress_registers_and_joins_the_arena(runtime):
     # compiled `vllm._C` kills the process; here it would be listed
     events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     assert [e["vllm_loaded"] for e in events if e["event"] == "process"] == [[]]
+    # the step count is announced before step 1 (it was null: read before the Trainer set it)
+    assert [e["total"] for e in events if e["event"] == "training"] == [30]
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.yaml",
                  "metrics.json"):
         assert (out / name).exists(), name

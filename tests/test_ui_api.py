@@ -10,6 +10,7 @@ from gradio_client import Client
 
 from qwen3arena.api import Actions, RemoteActions
 from qwen3arena.train import RunRejected
+from qwen3arena.ui.render import render_message, safe_messages
 
 from conftest import CONTESTANTS
 
@@ -70,12 +71,15 @@ def test_the_chat_panes_come_from_the_server_not_the_browser(app_url, runtime):
         turns = _turns(again[side])
         assert [m["role"] for m in turns] == ["user", "assistant"] * 2
         assert turns[:2] == _turns(first[side]), "the first turn is the server's, unchanged"
-        assert [m["content"] for m in turns if m["role"] == "user"] == ["How long do eggs keep?", "Can I freeze them?"]
+        assert [m["content"] for m in turns if m["role"] == "user"] == [
+            render_message("How long do eggs keep?"), render_message("Can I freeze them?")]
     client.predict(api_name="/vote_tie")
     (vote,) = [v for v in runtime.store.list_votes() if v.voter == f"anon:{client.session_hash[:12]}"]
     record = runtime.store.get_battle(vote.battle_id)
     assert "FORGED" not in json.dumps([record.conversation_a, record.conversation_b])
-    assert record.conversation_a == _turns(again[0]) and record.conversation_b == _turns(again[1])
+    # the panes are the stored conversation, rendered as safe HTML (ui.render)
+    assert safe_messages(record.conversation_a) == _turns(again[0])
+    assert safe_messages(record.conversation_b) == _turns(again[1])
     assert record.turns == 2
 
 

@@ -31,7 +31,7 @@ from qwen3arena.campaigns import Progress as CampaignProgress
 from qwen3arena.campaigns import PromptFileError, load_shipped, parse_prompt_jsonl
 from qwen3arena.checkpoints import Registered
 from qwen3arena.config import REPO_ROOT
-from qwen3arena.hardware import cpu_info
+from qwen3arena.hardware import cpu_info, gpu_states
 from qwen3arena.harvest import (
     BattleFilters, BattleRow, HarvestError, HarvestRules, LineageEntry, RoundExport, RoundRecord, lineage,
 )
@@ -141,7 +141,8 @@ class Actions:
                                   sort_keys=False)
         command = (f"cat > run.yaml <<'EOF'\n{settings}output_dir: runs/{config.name or 'NAME'}\nEOF\n"
                    "python -m qwen3arena.train run.yaml")
-        return RunPreview(len(rows), config.method, samples, command, lengths, warnings)
+        gpus = gpu_states(self.runtime.server.status().pid) if cuda else []
+        return RunPreview(len(rows), config.method, samples, command, lengths, warnings, gpus)
 
     def start_run(self, config: LoraTrainConfig, join_arena: bool = True) -> RunStarted:
         """Queues a run; RunRejected or DatasetError say why nothing was queued."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qwen3arena.hardware import GpuState
 from qwen3arena.train import LengthStats
 
 
@@ -23,6 +24,7 @@ class RunPreview:
     command: str                        # the equivalent shell command (run.yaml + python -m ...)
     lengths: LengthStats | None = None  # sft only
     warnings: list[str] = field(default_factory=list)
+    gpus: list[GpuState] = field(default_factory=list)  # free memory now (a vLLM server may share a GPU)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from qwen3arena.arena.leaks import find_identity_leak
 from qwen3arena.arena.panes import render_pane
 from qwen3arena.arena.sampling import model_weights, sample_pair
-from qwen3arena.arena.service import Arena, ArenaError, Reveal, TurnView, voter_id
+from qwen3arena.arena.service import (
+    Arena, ArenaError, BattleClosed, NoBattle, Reveal, StillAnswering, TurnView, voter_id,
+)
 
 __all__ = [
-    "Arena", "ArenaError", "Reveal", "TurnView", "find_identity_leak", "model_weights",
+    "Arena", "ArenaError", "BattleClosed", "NoBattle", "Reveal", "StillAnswering", "TurnView", "find_identity_leak", "model_weights",
     "render_pane", "sample_pair", "voter_id",
 ]

@@ -22,15 +22,17 @@ class LiveAnswer:
     reasoning: str
     error: str | None
     pending: bool
+    note: str | None = None  # shown under the answer (it was cut off at the arena's limit)
 
 
 def render_pane(messages: Sequence[Mapping[str, Any]], thinking: Sequence[str | None] = (),
-                live: LiveAnswer | None = None) -> list[dict[str, Any]]:
-    """Chat messages for one side: each finished turn (its thinking folded above the answer),
-    then `live` when the conversation ends on an unanswered user message.
+                live: LiveAnswer | None = None, notes: Sequence[str | None] = ()) -> list[dict[str, Any]]:
+    """Chat messages for one side: each finished turn (its thinking folded above the answer,
+    its note below it), then `live` when the conversation ends on an unanswered user message.
 
-    `thinking` holds one entry per user turn; pass it (and `live.reasoning`) empty when
-    thinking is not shown. Fresh dicts: the caller may hand them to a UI that mutates them."""
+    `thinking` and `notes` hold one entry per user turn; pass thinking (and `live.reasoning`)
+    empty when thinking is not shown. Fresh dicts: the caller may hand them to a UI that
+    mutates them."""
     pane: list[dict[str, Any]] = []
     turn = -1
     for message in messages:
@@ -39,6 +41,8 @@ def render_pane(messages: Sequence[Mapping[str, Any]], thinking: Sequence[str | 
         elif 0 <= turn < len(thinking) and thinking[turn]:
             pane.append(_thinking(thinking[turn] or "", pending=False))
         pane.append({"role": message["role"], "content": message["content"]})
+        if message["role"] == "assistant" and 0 <= turn < len(notes) and notes[turn]:
+            pane.append({"role": "assistant", "content": notes[turn]})
     if live is None or not messages or messages[-1]["role"] != "user":
         return pane
     if live.reasoning:
@@ -47,6 +51,8 @@ def render_pane(messages: Sequence[Mapping[str, Any]], thinking: Sequence[str | 
         pane.append({"role": "assistant", "content": f"⚠️ This model failed: {live.error}."})
     elif live.answer or not live.pending:
         pane.append({"role": "assistant", "content": live.answer})
+        if live.note:
+            pane.append({"role": "assistant", "content": live.note})
     return pane
 
 

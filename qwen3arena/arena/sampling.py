@@ -31,8 +31,7 @@ def sample_pair(weights: Mapping[str, float], rng: random.Random,
     """Two distinct models in random order. With probability `target_share` one of the
     `targets` whose two models can both be drawn (positive weight), uniformly; otherwise
     drawn with probability proportional to weight."""
-    live = sorted({tuple(sorted(pair)) for pair in targets if pair[0] != pair[1]
-                   and weights.get(pair[0], 0) > 0 and weights.get(pair[1], 0) > 0}) if target_share > 0 else []
+    live = live_targets(weights, targets) if target_share > 0 else []
     if live and rng.random() < target_share:
         pair = list(rng.choice(live))
         rng.shuffle(pair)
@@ -44,6 +43,13 @@ def sample_pair(weights: Mapping[str, float], rng: random.Random,
     rest = [n for n in names if n != first]
     second = _draw(rest, [weights[n] for n in rest], rng)
     return (first, second) if rng.random() < 0.5 else (second, first)
+
+
+def live_targets(weights: Mapping[str, float], targets: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The target pairs (sorted, once each) whose two models can both be drawn: a pair with a
+    model down is skipped, never drawn half."""
+    return sorted({tuple(sorted(pair)) for pair in targets if pair[0] != pair[1]  # type: ignore[misc]
+                   and weights.get(pair[0], 0) > 0 and weights.get(pair[1], 0) > 0})
 
 
 def _draw(names: Sequence[str], weights: Sequence[float], rng: random.Random) -> str:

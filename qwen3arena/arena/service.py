@@ -5,6 +5,12 @@ a model until vote() returns the Reveal. Live battles sit in memory keyed by a r
 every finished turn is written to the store, so a vote always refers to persisted answers.
 Both chat panes are rendered here from the battle itself (TurnView.chats): the server's
 conversation is the only one, a browser's copy is never read back.
+
+A page (a browser session) holds one battle at a time: starting a battle for a session closes
+its previous one, and a vote from a session must name the battle that session holds, so a vote
+only ever goes to the battle the voter sees (a closed battle's late frames cannot bring it back
+to life). Answers are capped in characters and seconds (ArenaSettings); a capped answer is kept,
+shown as cut off, and stored with finish_reason CUT_OFF, which the harvest never uses.
 """
 
 from __future__ import annotations
@@ -21,21 +27,49 @@ from typing import Any, Callable, Iterator
 from qwen3arena.errors import Refused
 from qwen3arena.arena.leaks import find_identity_leak
 from qwen3arena.arena.panes import LiveAnswer, render_pane
-from qwen3arena.arena.sampling import model_weights, sample_pair
+from qwen3arena.arena.informative import draw_pair
+from qwen3arena.arena.sampling import model_weights
 from qwen3arena.config import ArenaSettings
-from qwen3arena.serve import ChatError, ChatResult, Contestant, ContestantPool, Delta, stream_chat
-from qwen3arena.store import BattleRecord, Execute, Outcome, Store
+from qwen3arena.serve import ChatResult, Contestant, ContestantPool, Delta, stream_chat
+from qwen3arena.serve.chat import CUT_OFF, ChatError, CutOff, EndpointTimeout, classify
+from qwen3arena.store import BattleRecord, Execute, Outcome, Store, VoteRejected
 
+# How long past max_answer_s the arena waits for a side whose endpoint sends nothing at all
+# (stream_chat checks the cap between chunks; a silent endpoint is cut here).
+DEADLINE_GRACE_S = 2.0
 
 
 class ArenaError(Refused, ValueError):
     """A request the arena refuses; the message is safe to show (it names no model)."""
 
 
+class BattleClosed(ArenaError, VoteRejected):
+    """A vote or turn for a battle that is not open on the voter's page any more (voted, closed
+    by a new round, or left by a restart). Nothing is written."""
+
+
+class NoBattle(ArenaError):
+    """A vote or regenerate from a page that holds no battle."""
+
+
+class StillAnswering(ArenaError):
+    """The battle's models are still answering its last message."""
+
+
+class EmptyAnswer(ChatError):
+    """The endpoint finished without any answer text."""
+
+
+class Cancelled(ChatError):
+    """The turn was stopped (the page left, or the battle was closed) before this side finished."""
+
+
 @dataclass(frozen=True)
 class TurnView:
     """What a browser may see of a battle in progress: text only, no identities. `chats` are
-    both whole conversations as the panes show them, the turn in flight included."""
+    both whole conversations as the panes show them, the turn in flight included.
+    `error_kinds` are the failures' stable kinds (ChatError subclasses' names) for callers that
+    must tell failures apart; `cut_off` says which answer hit a cap ("chars" or "time")."""
 
     answers: tuple[str, str]
     thinking: tuple[str, str]
@@ -43,6 +77,9 @@ class TurnView:
     finished: bool
     votable: bool
     chats: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+    battle_id: str = ""
+    error_kinds: tuple[str | None, str | None] = (None, None)
+    cut_off: tuple[CutOff | None, CutOff | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -54,16 +91,24 @@ class Reveal:
 
 
 @dataclass
+class _Live:
+    """One side's turn in flight. Its answering thread writes only here, so once the arena has
+    closed the turn (a deadline, a closed battle) a late chunk cannot change what was shown."""
+
+    answer: str = ""
+    reasoning: str = ""
+    error: ChatError | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cut_off: CutOff | None = None
+
+
+@dataclass
 class _Side:
     contestant: Contestant
     messages: list[dict[str, Any]] = field(default_factory=list)
     thinking: list[str | None] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    answer: str = ""
-    reasoning: str = ""
-    error: str | None = None
-    error_detail: str | None = None
-    metrics_now: dict[str, Any] = field(default_factory=dict)
+    live: _Live = field(default_factory=_Live)
 
 
 @dataclass
@@ -73,10 +118,12 @@ class _Battle:
     sides: tuple[_Side, _Side]
     created_at: float = field(default_factory=time.time)
     busy: threading.Lock = field(default_factory=threading.Lock)
+    closed: threading.Event = field(default_factory=threading.Event)
     leak: str | None = None
     record: BattleRecord | None = None
     campaign_id: str | None = None
     prompt_id: str | None = None
+    session: str | None = None
 
 
 class Arena:
@@ -87,16 +134,19 @@ class Arena:
         self.settings = settings
         self._rng = rng or random.SystemRandom()
         self._battles: dict[str, _Battle] = {}
+        self._current: dict[str, str] = {}   # session -> the battle its page holds
         self._lock = threading.Lock()
 
     # -- battles ----------------------------------------------------------------------------
 
     def start_battle(self, voter: str, contestants: list[str] | None = None,
-                     campaign_id: str | None = None, prompt_id: str | None = None) -> str:
+                     campaign_id: str | None = None, prompt_id: str | None = None,
+                     session: str | None = None) -> str:
         """Draws a pair among the contestants that are up; returns an opaque battle id.
 
         A labelling campaign limits the draw to its `contestants` and tags the battle with
-        its campaign and prompt (stored with the battle and its vote)."""
+        its campaign and prompt (stored with the battle and its vote). A `session` (a page)
+        holds one battle: its previous one is closed."""
         available = {c.name: c for c in self.pool.available()}
         if contestants is not None:
             available = {name: c for name, c in available.items() if name in set(contestants)}
@@ -110,11 +160,16 @@ class Arena:
             {name: c.weight for name, c in available.items()},
             self.store.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
         )
-        left, right = sample_pair(weights, self._rng, self.target_pairs(), self.settings.target_share)
+        left, right = draw_pair(self.store, self.settings, weights, self._rng, self.target_pairs())
         battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])),
-                         campaign_id=campaign_id, prompt_id=prompt_id)
+                         campaign_id=campaign_id, prompt_id=prompt_id, session=session)
         with self._lock:
+            previous = self._battles.get(self._current.get(session, "")) if session is not None else None
+            if previous is not None:
+                self._close_locked(previous)
             self._battles[battle.battle_id] = battle
+            if session is not None:
+                self._current[session] = battle.battle_id
         return battle.battle_id
 
     def target_pairs(self) -> list[tuple[str, str]]:
@@ -124,6 +179,11 @@ class Arena:
             pairs += [(m.name, m.metadata["parent"]) for m in self.store.list_models()
                       if m.metadata.get("parent")]
         return pairs
+
+    def current(self, session: str) -> str | None:
+        """The battle the session's page holds, if any."""
+        with self._lock:
+            return self._current.get(session)
 
     def check_prompt(self, battle_id: str | None, prompt: str) -> str:
         text = (prompt or "").strip()
@@ -140,12 +200,22 @@ class Arena:
                 raise ArenaError(f"This battle reached {self.settings.max_turns} turns: vote, then start a new round.")
         return text
 
+    def send(self, session: str, voter: str, prompt: str) -> Iterator[TurnView]:
+        """A page's message: the next turn of the battle the session holds, or the first turn of
+        a new battle when it holds none."""
+        battle_id = self.current(session)
+        text = self.check_prompt(battle_id, prompt)
+        if battle_id is None:
+            battle_id = self.start_battle(voter, session=session)
+        yield from self.play_turn(battle_id, text)
+
     def play_turn(self, battle_id: str, prompt: str) -> Iterator[TurnView]:
         """Sends the user's message to both sides at once and streams both answers."""
         text = self.check_prompt(battle_id, prompt)
         battle = self._battle(battle_id)
         if not battle.busy.acquire(blocking=False):
-            raise ArenaError("Both models are still answering; wait for them to finish.")
+            raise StillAnswering("Both models are still answering your last message; wait for them to "
+                                 "finish, then send this one (it was not sent).")
         try:
             if battle.record is not None and battle.record.status == "error":
                 raise ArenaError("A model failed in this battle: press Regenerate or start a new round.")
@@ -155,14 +225,16 @@ class Arena:
         finally:
             battle.busy.release()
 
-    def regenerate(self, battle_id: str) -> Iterator[TurnView]:
+    def regenerate(self, battle_id: str | None) -> Iterator[TurnView]:
         """Redoes the last turn on both sides (a failed turn included)."""
+        if not battle_id:
+            raise NoBattle("Nothing to regenerate yet.")
         battle = self._battle(battle_id)
         if not battle.busy.acquire(blocking=False):
-            raise ArenaError("Both models are still answering; wait for them to finish.")
+            raise StillAnswering("Both models are still answering; wait for them to finish.")
         try:
             if not battle.sides[0].messages:
-                raise ArenaError("Nothing to regenerate yet.")
+                raise NoBattle("Nothing to regenerate yet.")
             for side in battle.sides:
                 if side.messages[-1]["role"] == "assistant":
                     side.messages.pop()
@@ -172,14 +244,38 @@ class Arena:
         finally:
             battle.busy.release()
 
-    def vote(self, battle_id: str, outcome: Outcome, voter: str,
+    def vote(self, battle_id: str | None, outcome: Outcome, voter: str,
              reason: str | None = None, comment: str | None = None,
-             then: Callable[[Execute], None] | None = None) -> Reveal:
+             then: Callable[[Execute], None] | None = None, session: str | None = None) -> Reveal:
         """Records the battle's only vote and reveals the names. Nothing is written on refusal.
-        `then` runs in the vote's transaction (a campaign closes its slot; see Store.record_vote)."""
-        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
+        `then` runs in the vote's transaction (a campaign closes its slot; see Store.record_vote).
+
+        With a `session` (a page), the vote must be for the battle that session holds:
+        `battle_id` is the one the page shows (None: whatever it holds, for API callers without
+        a page). A battle no longer live (voted, closed by a new round, left by a restart) is
+        refused with BattleClosed, saying which. Without a session (a campaign, whose slot names
+        its battle) a battle not live here is left to the store's checks."""
         with self._lock:
-            self._battles.pop(battle_id, None)
+            current = self._current.get(session) if session is not None else None
+            battle_id = battle_id or current
+            battle = self._battles.get(battle_id) if battle_id else None
+        if not battle_id:
+            raise NoBattle("Start a battle before voting.")
+        if battle is None:
+            record = self.store.get_battle(battle_id)
+            # a page votes only on the battle it holds; without a page (a campaign's slot knows its
+            # battle) the store decides, but a restart's leftover says so in words of its own
+            if session is not None or record is None or record.status == "interrupted":
+                raise self._gone(battle_id, record)
+        else:
+            if session is not None and battle.session != session:
+                raise BattleClosed("This battle is not the one open on your page, so the vote was not counted.")
+            if battle.busy.locked():
+                raise StillAnswering("Wait until both answers are complete before voting.")
+        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
+        if battle is not None:
+            with self._lock:
+                self._close_locked(battle)
         return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
 
     def reveal_after_error(self, battle_id: str) -> tuple[str, str, str]:
@@ -187,19 +283,30 @@ class Arena:
         battle = self._battle(battle_id)
         if battle.record is None or battle.record.status != "error":
             raise ArenaError("Only a failed battle can be revealed without a vote.")
-        detail = "; ".join(f"{s.contestant.name}: {s.error_detail}" for s in battle.sides if s.error_detail)
+        detail = "; ".join(f"{s.contestant.name}: {s.live.error.detail}" for s in battle.sides if s.live.error)
         return battle.sides[0].contestant.name, battle.sides[1].contestant.name, detail
 
     def resume(self, battle_id: str) -> TurnView | None:
         """The finished state of a live battle (a labeller came back to it), or None when the
-        battle is gone, failed or still answering (the caller starts a fresh one)."""
+        battle is gone or failed (the caller starts a fresh one). Refused while the models are
+        still answering it: starting it over would throw those answers away."""
         with self._lock:
             battle = self._battles.get(battle_id)
-        if battle is None or battle.record is None or battle.record.status != "ready":
+        if battle is None or battle.record is None:
             return None
         if battle.busy.locked():
+            raise StillAnswering("Both models are still answering this prompt; wait for them to finish.")
+        if battle.record.status != "ready":
             return None
         return self._view(battle, finished=True)
+
+    def view(self, battle_id: str | None) -> TurnView | None:
+        """A live battle as its panes show it now (to redraw a page), or None."""
+        with self._lock:
+            battle = self._battles.get(battle_id or "")
+        if battle is None:
+            return None
+        return self._view(battle, finished=not battle.busy.locked())
 
     def history(self, battle_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Both conversations of a live battle, as the chat boxes show them (no names)."""
@@ -207,108 +314,203 @@ class Arena:
         return list(battle.sides[0].messages), list(battle.sides[1].messages)
 
     def discard(self, battle_id: str | None) -> None:
-        """Forgets a battle that will not be voted (the user started a new round)."""
+        """Closes a battle that will not be voted (the user started a new round): an answer in
+        flight stops, no further frame of it is streamed, and no vote can reach it."""
         if battle_id:
             with self._lock:
-                self._battles.pop(battle_id, None)
+                battle = self._battles.get(battle_id)
+                if battle is not None:
+                    self._close_locked(battle)
+
+    def close_session(self, session: str, wait_s: float = 10.0) -> None:
+        """Closes whatever battle the session's page holds (a new round), even one whose first
+        frame has not reached the page yet, and returns once its stream has ended (within
+        wait_s): a frame it streamed can then no longer arrive after the page was cleared."""
+        with self._lock:
+            battle = self._battles.get(self._current.get(session, ""))
+            if battle is not None:
+                self._close_locked(battle)
+            self._current.pop(session, None)
+        if battle is not None and battle.busy.acquire(timeout=wait_s):
+            battle.busy.release()
+
+    def _close_locked(self, battle: _Battle) -> None:
+        """Forgets a live battle (the one place that does; call with self._lock held)."""
+        battle.closed.set()
+        self._battles.pop(battle.battle_id, None)
+        if battle.session is not None and self._current.get(battle.session) == battle.battle_id:
+            del self._current[battle.session]
 
     def _battle(self, battle_id: str) -> _Battle:
         with self._lock:
             battle = self._battles.get(battle_id)
         if battle is None:
-            raise ArenaError("This battle is over or unknown (was the app restarted?). Start a new round.")
+            raise self._gone(battle_id)
         return battle
+
+    def _gone(self, battle_id: str, record: BattleRecord | None = None) -> BattleClosed:
+        """Why a battle is not live, from its stored record."""
+        record = record or self.store.get_battle(battle_id)
+        if record is None:
+            return BattleClosed("This battle is unknown. Start a new round.")
+        if record.status == "voted":
+            return BattleClosed("This battle already has a vote.")
+        if record.status == "interrupted":
+            return BattleClosed("The app restarted after this battle began, so the battle was closed without a "
+                                "vote. Nothing was lost: its answers are kept. Start a new round.")
+        if record.status == "error":
+            return BattleClosed("A model failed in this battle, so it cannot be voted. Start a new round.")
+        return BattleClosed("This battle was closed when a new round started, so it cannot be voted "
+                            "(nothing was recorded).")
 
     # -- one turn on both sides -------------------------------------------------------------
 
     def _run_turn(self, battle: _Battle) -> Iterator[TurnView]:
         for side in battle.sides:
-            side.answer, side.reasoning, side.error, side.error_detail = "", "", None, None
-            side.metrics_now = {}
+            side.live = _Live()
         self._save(battle, status="open")
         updates: queue.Queue = queue.Queue()
         cancel = threading.Event()
         threads = [
-            threading.Thread(target=self._answer, args=(side, index, updates, cancel), daemon=True)
+            threading.Thread(target=self._answer, daemon=True,
+                             args=(side.contestant, list(side.messages), side.live, index, updates, cancel))
             for index, side in enumerate(battle.sides)
         ]
         for thread in threads:
             thread.start()
-        running = 2
+        running = {0, 1}
+        deadline = time.monotonic() + self.settings.max_answer_s + DEADLINE_GRACE_S
         last_yield = 0.0
         try:
             yield self._view(battle, finished=False)  # the new message shows before any answer
             while running:
+                if battle.closed.is_set():  # a new round closed it: no frame of it may reach a page
+                    cancel.set()
+                    return
+                if time.monotonic() > deadline:
+                    cancel.set()
+                    for index in running:
+                        battle.sides[index].live = self._cut_at_deadline(battle.sides[index].live)
+                    break
                 try:
                     item = updates.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if item == "done":
-                    running -= 1
+                if isinstance(item, tuple):
+                    running.discard(item[1])
                 now = time.monotonic()
-                if item == "done" or now - last_yield > 0.05:
+                if (isinstance(item, tuple) or now - last_yield > 0.05) and not battle.closed.is_set():
                     last_yield = now
                     yield self._view(battle, finished=False)
         except GeneratorExit:
             cancel.set()
+            if not battle.closed.is_set():  # the page went away mid-turn: the turn failed, kept as such
+                for index in running:
+                    battle.sides[index].live = dataclasses.replace(
+                        battle.sides[index].live, error=Cancelled("the answer was cancelled", "cancelled"))
+                self._finish_turn(battle)
             raise
-        failed = any(side.error for side in battle.sides)
+        self._finish_turn(battle)
+        yield self._view(battle, finished=True)
+
+    def _cut_at_deadline(self, live: _Live) -> _Live:
+        """A frozen copy of a side still running at the deadline: cut off if it said anything."""
+        limit = self.settings.max_answer_s
+        if live.answer.strip():
+            return dataclasses.replace(live, cut_off="time",
+                                       metrics={"finish_reason": CUT_OFF, "cut_off": "time", "duration_s": limit})
+        return dataclasses.replace(live, error=EndpointTimeout(
+            f"the model gave no answer within the arena's limit of {limit:g} s",
+            f"no answer within max_answer_s={limit:g}"))
+
+    def _finish_turn(self, battle: _Battle) -> None:
+        failed = any(side.live.error for side in battle.sides)
         for side in battle.sides:
-            side.thinking.append(side.reasoning or None)
-            if side.error:
-                side.metrics.append({**side.metrics_now, "error": side.error_detail, "answer": side.answer})
+            live = side.live
+            side.thinking.append(live.reasoning or None)
+            if live.error:
+                side.metrics.append({**live.metrics, "error": live.error.detail, "error_kind": live.error.kind,
+                                     "answer": live.answer})
             else:
-                side.metrics.append(side.metrics_now)
+                side.metrics.append(dict(live.metrics))
             if not failed:
-                side.messages.append({"role": "assistant", "content": side.answer})
-        shown = [s.answer for s in battle.sides]
+                side.messages.append({"role": "assistant", "content": live.answer})
+        shown = [s.live.answer for s in battle.sides]
         if self.settings.thinking == "folded":
-            shown += [s.reasoning for s in battle.sides]
+            shown += [s.live.reasoning for s in battle.sides]
         battle.leak = battle.leak or find_identity_leak(shown, self.pool.identities(),
                                                         self.settings.identity_terms)
         self._save(battle, status="error" if failed else "ready")
-        yield self._view(battle, finished=True)
 
-    def _answer(self, side: _Side, index: int, updates: queue.Queue, cancel: threading.Event) -> None:
-        contestant = side.contestant
+    def _answer(self, contestant: Contestant, messages: list[dict[str, Any]], live: _Live, index: int,
+                updates: queue.Queue, cancel: threading.Event) -> None:
         enable_thinking = None
         if contestant.thinking_switch:
             enable_thinking = self.settings.thinking != "off"
+        events = stream_chat(contestant.endpoint, messages, contestant.generation, enable_thinking,
+                             self.settings.request_timeout_s, self.settings.max_answer_chars,
+                             self.settings.max_answer_s)
         try:
-            for event in stream_chat(contestant.endpoint, side.messages, contestant.generation,
-                                     enable_thinking, self.settings.request_timeout_s):
+            for event in events:
                 if cancel.is_set():
-                    side.error, side.error_detail = "the answer was cancelled", "cancelled"
+                    live.error = Cancelled("the answer was cancelled", "cancelled")
                     break
                 if isinstance(event, Delta):
-                    side.answer, side.reasoning = event.content, event.reasoning
+                    live.answer, live.reasoning = event.content, event.reasoning
                     updates.put(index)
                 elif isinstance(event, ChatResult):
-                    side.answer, side.reasoning = event.content, event.reasoning
-                    side.metrics_now = event.metrics()
+                    live.answer, live.reasoning = event.content, event.reasoning
+                    live.cut_off = event.cut_off
+                    live.metrics = {**event.metrics(), **({"cut_off": event.cut_off} if event.cut_off else {})}
                     if not event.content.strip():
-                        side.error, side.error_detail = "the model returned an empty answer", "empty answer"
+                        live.error = EmptyAnswer(
+                            f"the model reached the arena's limit ({self._limit_text(event.cut_off)}) before it "
+                            "answered" if event.cut_off else "the model returned an empty answer", "empty answer")
         except ChatError as exc:
-            side.error, side.error_detail = exc.public, exc.detail
+            live.error = exc
             self.pool.report_failure(contestant.name, exc.detail)
+        except Exception as exc:  # a bug here must not leave the turn waiting for this side
+            live.error = classify(exc, self.settings.request_timeout_s)
         finally:
-            updates.put("done")
+            events.close()
+            updates.put(("done", index))
+
+    def _limit_text(self, cut: CutOff | None) -> str:
+        if cut == "chars":
+            return f"{self.settings.max_answer_chars:,} characters"
+        return f"{self.settings.max_answer_s:g} seconds"
+
+    def _cut_note(self, cut: CutOff | None) -> str | None:
+        if cut is None:
+            return None
+        return (f"✂️ *Cut off: this answer reached the arena's limit of {self._limit_text(cut)}. It can be voted "
+                "as it stands, but a cut-off answer is never used as training data.*")
 
     def _view(self, battle: _Battle, finished: bool) -> TurnView:
         a, b = battle.sides
         show_thinking = self.settings.thinking == "folded"
 
         def chat(side: _Side) -> list[dict[str, Any]]:
-            live = LiveAnswer(side.answer, side.reasoning if show_thinking else "", side.error, not finished)
-            return render_pane(side.messages, side.thinking if show_thinking else (), live)
+            live = side.live
+            pending = not finished
+            shown = LiveAnswer(live.answer, live.reasoning if show_thinking else "",
+                               live.error.public if live.error else None, pending, self._cut_note(live.cut_off))
+            notes = [self._cut_note(m.get("cut_off")) for m in side.metrics]
+            return render_pane(side.messages, side.thinking if show_thinking else (), shown, notes)
+
+        def error(side: _Side) -> str | None:
+            return side.live.error.public if side.live.error else None
 
         return TurnView(
-            answers=(a.answer, b.answer),
-            thinking=(a.reasoning if show_thinking else "", b.reasoning if show_thinking else ""),
-            errors=(a.error, b.error),
+            answers=(a.live.answer, b.live.answer),
+            thinking=(a.live.reasoning if show_thinking else "", b.live.reasoning if show_thinking else ""),
+            errors=(error(a), error(b)),
             finished=finished,
-            votable=finished and not (a.error or b.error),
+            votable=finished and not (a.live.error or b.live.error),
             chats=(chat(a), chat(b)),
+            battle_id=battle.battle_id,
+            error_kinds=tuple(s.live.error.kind if s.live.error else None for s in battle.sides),  # type: ignore[arg-type]
+            cut_off=(a.live.cut_off, b.live.cut_off),
         )
 
     def _save(self, battle: _Battle, status: str) -> None:
@@ -328,7 +530,8 @@ class Arena:
             generation_b=dataclasses.asdict(b.contestant.generation),
             metrics_a=list(a.metrics), metrics_b=list(b.metrics),
             identity_leak=battle.leak is not None, leak_reason=battle.leak,
-            error="; ".join(f"{s.contestant.name}: {s.error_detail}" for s in battle.sides if s.error_detail) or None,
+            error="; ".join(f"{s.contestant.name}: {s.live.error.detail}"
+                            for s in battle.sides if s.live.error) or None,
         )
         self.store.save_battle(record)
         battle.record = record
@@ -349,4 +552,5 @@ def voter_id(username: str | None, session_hash: str | None) -> str:
     return f"anon:{(session_hash or 'unknown')[:12]}"
 
 
-__all__ = ["Arena", "ArenaError", "Reveal", "TurnView", "voter_id"]
+__all__ = ["Arena", "ArenaError", "BattleClosed", "Cancelled", "EmptyAnswer", "NoBattle", "Reveal",
+           "StillAnswering", "TurnView", "voter_id"]

@@ -81,7 +81,8 @@ def build_tiny_qwen3(
     spec: TinyQwen3Spec = TinyQwen3Spec(),
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> Path:
-    """Builds the tokenizer and model into out_dir and returns it.
+    """Builds the tokenizer and model into out_dir and returns it; on_progress(0, total, nan)
+    says the tokenizer is done, then every 25 training steps (step, total, loss).
 
     The model is trained like a small pretrained-then-instructed model: on the plain text
     of the corpus (every answer style, so adapters only need to shift style, not learn
@@ -95,6 +96,8 @@ def build_tiny_qwen3(
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
     tokenizer = build_tokenizer(tokenizer_texts, out_dir, spec.vocab_size)
+    if on_progress:
+        on_progress(0, spec.train_steps, math.nan)
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen3Config(

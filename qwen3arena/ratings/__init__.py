@@ -1,4 +1,5 @@
-"""Ratings from arena votes: Bradley-Terry leaderboard with bootstrap intervals, online Elo,
+"""Ratings from arena votes: Bradley-Terry leaderboard with closed-form (sandwich) or bootstrap
+intervals, optional inverse pair-frequency weights, online Elo,
 win-rate and battle-count matrices. Pure functions on numpy arrays of aggregated votes.
 
 Typical use:  ``rate(store.list_votes()).to_frame()``  (identity-leak votes excluded, ties
@@ -8,13 +9,19 @@ half a win, both_bad a tie, mean rating 1000; see ``bradley_terry`` for the deta
 from qwen3arena.ratings.agreement import cohen_kappa, fleiss_kappa, percent_agreement
 from qwen3arena.ratings.bradley_terry import (
     DEFAULT_L2,
+    INTERVAL_METHODS,
+    MIN_PAIR_VOTES,
+    IntervalMethod,
     ModelRating,
     RatingTable,
     bootstrap_bradley_terry,
     fit_bradley_terry,
+    pair_weights,
     rank_from_intervals,
     rate,
     rating_table,
+    sandwich_errors,
+    strength_covariance,
 )
 from qwen3arena.ratings.elo import online_elo
 from qwen3arena.ratings.matrices import (
@@ -28,9 +35,10 @@ from qwen3arena.ratings.matrices import (
 )
 
 __all__ = [
-    "DEFAULT_L2", "OUTCOMES", "ModelRating", "RatingTable", "VoteArrays",
+    "DEFAULT_L2", "INTERVAL_METHODS", "MIN_PAIR_VOTES", "OUTCOMES", "IntervalMethod", "ModelRating",
+    "RatingTable", "VoteArrays",
     "battle_count_matrix", "bootstrap_bradley_terry", "cohen_kappa", "filter_votes", "fit_bradley_terry",
-    "fleiss_kappa", "percent_agreement",
+    "fleiss_kappa", "pair_weights", "percent_agreement",
     "online_elo", "pair_outcome_counts", "rank_from_intervals", "rate", "rating_table",
-    "votes_to_arrays", "win_rate_matrix",
+    "sandwich_errors", "strength_covariance", "votes_to_arrays", "win_rate_matrix",
 ]

@@ -1,18 +1,22 @@
-"""Owns one vLLM OpenAI-compatible server process: start, health, LoRA adapters, stop.
+"""Owns one vLLM OpenAI-compatible server process: start, health, LoRA adapters, restarts, stop.
 
 The server runs the base model with LoRA enabled; adapters are loaded at run time through
-/v1/load_lora_adapter, so a freshly trained checkpoint joins without a restart. The process
-gets its own process group and dies with the app (PR_SET_PDEATHSIG, atexit, and a pid file
-that the next start uses to clean up after a crash).
+/v1/load_lora_adapter, so a freshly trained checkpoint joins without a restart. The process is
+a ChildProcess (qwen3arena/procs.py): its own process group that dies with the app
+(PR_SET_PDEATHSIG, atexit, and a pid file that the next start uses to clean up after a crash).
+
+A server that dies on its own after it was up (a crash, the OOM killer, kill -9) is restarted
+by its supervisor thread, at most vllm.restart_attempts times in a row with a doubling pause,
+and the workers it left behind (vLLM's engine core holds gigabytes) are killed first. The
+reason and the attempt are in its status, which the Models tab and the arena page show.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,11 +29,15 @@ import httpx
 from qwen3arena.errors import Refused
 from qwen3arena.config import VLLMSettings
 from qwen3arena.hardware import describe_kernels, vllm_kernels
-from qwen3arena.procs import die_with_parent, exit_reason, log_tail, running_command, signal_group
+from qwen3arena.procs import ChildProcess, child_env, log_tail, running_command, signal_group
 
 log = logging.getLogger(__name__)
 
-ServerState = Literal["stopped", "starting", "ready", "failed"]
+# restarting: it crashed after it was up, and the supervisor is starting it again by itself
+ServerState = Literal["stopped", "starting", "ready", "restarting", "failed"]
+# A crash after this long up starts a fresh count of automatic restarts: the limit is against a
+# server that dies again and again, not against one crash a week.
+STABLE_S = 600.0
 
 
 class AdapterError(Refused, RuntimeError):
@@ -45,18 +53,39 @@ class ServerStatus:
     log_tail: str
     adapters: tuple[str, ...]
     kernels: tuple[str, ...] = ()  # vLLM's native libraries the running server loaded (hardware.py)
+    restarts: int = 0              # automatic restarts after crashes, since the last start by hand
+    crash: str | None = None       # why the server last died on its own (None: it never did)
+    since: float = 0.0             # time.monotonic() of the last change of state
+
+
+@functools.cache
+def cuda_visible() -> bool:
+    """Whether vLLM will run on a CUDA GPU: the same torch as the app's, so the app can tell."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # no torch: no CUDA
+        return False
 
 
 class VLLMServer:
-    def __init__(self, settings: VLLMSettings, model_path: str, served_name: str, logs_dir: Path):
+    def __init__(self, settings: VLLMSettings, model_path: str, served_name: str, logs_dir: Path,
+                 cuda: bool | None = None):
         self.settings = settings
         self.model_path = model_path
         self.served_name = served_name
+        self.logs_dir = logs_dir
         self.log_path = logs_dir / "vllm.log"
         self._pid_path = logs_dir / "vllm.pid"
-        self._process: subprocess.Popen | None = None
+        self._cuda = cuda  # None: found out when the command is built
+        self._child: ChildProcess | None = None
         self._state: ServerState = "stopped"
         self._message = "not started"
+        self._since = time.monotonic()
+        self._generation = 0  # bumped by every start and stop: a supervisor of an older one gives up
+        self._restarts = 0
+        self._crash: str | None = None
         self._adapters: dict[str, str] = {}
         self._engine_loads = 0  # adapters loaded since the process started (served or not)
         self._kernels: tuple[str, ...] = ()
@@ -70,6 +99,10 @@ class VLLMServer:
     @property
     def root_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def on_cuda(self) -> bool:
+        return cuda_visible() if self._cuda is None else self._cuda
 
     def command(self) -> list[str]:
         s = self.settings
@@ -85,89 +118,162 @@ class VLLMServer:
             "--max-lora-rank", str(s.max_lora_rank),
             "--disable-uvicorn-access-log",
         ]
+        if self.on_cuda:
+            # the share of GPU memory vLLM takes; on the CPU, VLLM_CPU_KVCACHE_SPACE (kv_cache_gib) sizes the cache
+            command += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
         if s.reasoning_parser:
             command += ["--reasoning-parser", s.reasoning_parser]
         return command + list(s.extra_args)
 
+    def _set_state(self, state: ServerState, message: str) -> None:
+        """Under the lock."""
+        if state != self._state:
+            self._since = time.monotonic()
+        self._state, self._message = state, message
+
     def start(self) -> None:
         """Starts the process and returns at once; a supervisor thread waits for /health.
 
-        The supervisor thread spawns the process and lives as long as it: PR_SET_PDEATHSIG
-        fires when the spawning *thread* ends, so a short-lived thread would kill vLLM.
+        The supervisor thread spawns the process and lives as long as it, restarting it when it
+        crashes: PR_SET_PDEATHSIG fires when the spawning *thread* ends, so a short-lived thread
+        would kill vLLM.
         """
         with self._lock:
-            if self._state in ("starting", "ready"):
+            if self._state in ("starting", "ready", "restarting"):
                 return
             self._kill_stale()
-            self._engine_loads = 0
-            self._kernels = ()
-            self._state, self._message = "starting", "starting vLLM (this takes 30-90 s on a CPU)"
+            self._generation += 1
+            self._restarts, self._crash = 0, None
+            self._set_state("starting", "starting vLLM (this takes 30-90 s on a CPU)")
             spawned = threading.Event()
-            threading.Thread(target=self._supervise, args=(spawned,), daemon=True,
+            threading.Thread(target=self._supervise, args=(self._generation, spawned), daemon=True,
                              name="vllm-supervisor").start()
         spawned.wait(30)
         atexit.register(self.stop)
 
-    def _supervise(self, spawned: threading.Event) -> None:
-        env = {
-            **os.environ,
+    def _current(self, generation: int) -> bool:
+        with self._lock:
+            return generation == self._generation
+
+    def _supervise(self, generation: int, spawned: threading.Event) -> None:
+        """Spawns vLLM, waits until it is healthy, waits on it, and restarts it when it died on
+        its own after it was up (a server that cannot start at all is not retried: its log says why)."""
+        was_up = False
+        while True:
+            child = self._spawn(generation)
+            spawned.set()
+            if child is None:
+                return
+            outcome = self._wait_healthy(child, generation)
+            up_since = time.monotonic()
+            if outcome == "healthy":
+                was_up = True
+                child.wait()
+            if not self._current(generation):
+                return  # stopped or restarted by hand: whoever did it owns what comes next
+            reason = child.exit_reason(8) if outcome != "timeout" else \
+                f"it did not become healthy within {self.settings.startup_timeout_s:.0f} s"
+            left = child.reap() if outcome != "timeout" else self._stop_child(child)
+            if left:
+                log.warning("vLLM (pid %s) died; killed %d worker processes it left: %s", child.pid, len(left), left)
+            with self._lock:
+                if not self._current(generation):
+                    return
+                self._child = None
+                if outcome == "healthy" and time.monotonic() - up_since > STABLE_S:
+                    self._restarts = 0
+                if not was_up:
+                    self._set_state("failed", f"vLLM exited during start-up: {reason}" if outcome == "exited"
+                                    else f"vLLM did not become healthy within {self.settings.startup_timeout_s:.0f} s")
+                    log.error("%s", self._message)
+                    self._pid_path.unlink(missing_ok=True)
+                    return
+                self._crash = reason
+                attempts = self.settings.restart_attempts
+                if self._restarts >= attempts:
+                    self._set_state("failed", f"vLLM crashed ({reason}) and did not stay up after {attempts} "
+                                              "automatic restarts; press Restart vLLM once the cause is fixed")
+                    log.error("%s", self._message)
+                    self._pid_path.unlink(missing_ok=True)
+                    return
+                self._restarts += 1
+                pause = self.settings.restart_backoff_s * 2 ** (self._restarts - 1)
+                self._set_state("restarting", f"vLLM crashed ({reason}); restarting it by itself in {pause:.0f} s "
+                                              f"(attempt {self._restarts} of {attempts})")
+                self._engine_loads, self._kernels = 0, ()
+                log.error("%s", self._message)
+            # the next start writes a fresh log: keep the one that tells how this server died
+            try:
+                self.log_path.replace(self.log_path.with_name("vllm.crashed.log"))
+            except FileNotFoundError:
+                pass
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline:
+                if not self._current(generation):
+                    return
+                time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+            with self._lock:
+                if not self._current(generation):
+                    return
+                self._message = (f"vLLM crashed ({reason}); restarting it by itself "
+                                 f"(attempt {self._restarts} of {attempts})")
+
+    def _spawn(self, generation: int) -> ChildProcess | None:
+        env = child_env({
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": str(self.settings.kv_cache_gib),
-            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-        }
-        try:
-            with open(self.log_path, "w") as log_file:
-                process = subprocess.Popen(
-                    self.command(), stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                    preexec_fn=die_with_parent,
-                )
-        except OSError as exc:
-            with self._lock:
-                self._state, self._message = "failed", f"could not start vLLM: {exc}"
-            spawned.set()
-            return
+        })
+        child = ChildProcess("vllm", self.command(), self.logs_dir, env=env, log_name=self.log_path.name)
         with self._lock:
-            self._process = process
-        self._pid_path.write_text(str(process.pid))
-        spawned.set()
-        self._wait_healthy(process)
-        process.wait()
+            if not self._current(generation):
+                return None
+            try:
+                child.start()
+            except OSError as exc:
+                self._set_state("failed", f"could not start vLLM: {exc}")
+                return None
+            self._child = child
+        self._pid_path.write_text(str(child.pid))
+        return child
 
-    def _wait_healthy(self, process: subprocess.Popen) -> None:
+    def _wait_healthy(self, child: ChildProcess, generation: int) -> Literal["healthy", "exited", "timeout", "stopped"]:
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                with self._lock:
-                    if self._state == "starting":
-                        self._state = "failed"
-                        self._message = f"vLLM exited during start-up: {exit_reason(process.poll(), self.log_tail(8))}"
-                        log.error("%s", self._message)
-                return
+            if not self._current(generation):
+                return "stopped"
+            if child.poll() is not None:
+                return "exited"
             try:
                 if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
-                    kernels = tuple(vllm_kernels(process.pid))
+                    kernels = tuple(vllm_kernels(child.pid))
                     with self._lock:
                         self._kernels = kernels
                     # the app logged the CPU at start-up (runtime.py); this says what vLLM made of it
-                    log.info("vLLM is up (pid %s); kernels loaded: %s", process.pid, describe_kernels(list(kernels)))
-                    self._load_queued_adapters()
-                    return
+                    log.info("vLLM is up (pid %s); kernels loaded: %s", child.pid, describe_kernels(list(kernels)))
+                    self._load_queued_adapters(generation)
+                    return "healthy"
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        with self._lock:
-            self._state = "failed"
-            self._message = f"vLLM did not become healthy within {self.settings.startup_timeout_s:.0f} s"
-        self.stop(keep_state=True)
+        return "timeout"
 
-    def _load_queued_adapters(self) -> None:
-        """Loads adapters registered during start-up, then declares the server ready."""
+    def _stop_child(self, child: ChildProcess) -> list[int]:
+        child.stop(grace_s=20.0)
+        return []
+
+    def _load_queued_adapters(self, generation: int) -> None:
+        """Loads adapters registered during start-up (or served before a crash), then declares
+        the server ready."""
         loaded: set[str] = set()
         while True:
             with self._lock:
+                if not self._current(generation):
+                    return
                 pending = {n: p for n, p in self._adapters.items() if n not in loaded}
                 if not pending:
-                    self._state, self._message = "ready", "ready"
+                    restarted = self._restarts > 0
+                    self._set_state("ready", f"ready (restarted by itself after a crash: {self._crash})"
+                                    if restarted else "ready")
                     return
             for name, path in pending.items():
                 try:
@@ -189,17 +295,22 @@ class VLLMServer:
 
     def status(self) -> ServerStatus:
         with self._lock:
-            process = self._process
-            if self._state == "ready" and process is not None and process.poll() is not None:
-                self._state = "failed"
-                self._message = f"vLLM stopped unexpectedly: {exit_reason(process.poll(), self.log_tail(8))}"
-                log.error("%s", self._message)
+            child = self._child
+            state, message = self._state, self._message
+            if state == "ready" and child is not None and child.poll() is not None:
+                # died a moment ago: the supervisor is about to restart it (or give up)
+                state, message = "restarting", f"vLLM stopped unexpectedly: {child.exit_reason(8)}"
             return ServerStatus(
-                self._state, self.base_url, process.pid if process else None, self._message,
-                self.log_tail() if self._state == "failed" else "",
-                tuple(self._adapters) if self._state == "ready" else (),
-                self._kernels,
+                state, self.base_url, child.pid if child else None, message,
+                self.log_tail() if state in ("failed", "restarting") else "",
+                tuple(self._adapters) if state == "ready" else (),
+                self._kernels, self._restarts, self._crash, self._since,
             )
+
+    def adapter_names(self) -> set[str]:
+        """Every adapter registered: served, or queued until the server is ready."""
+        with self._lock:
+            return set(self._adapters)
 
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
@@ -273,23 +384,17 @@ class VLLMServer:
 
     # -- stopping ---------------------------------------------------------------------------
 
-    def stop(self, keep_state: bool = False, timeout: float = 20.0) -> None:
-        """SIGTERM to the whole process group, SIGKILL after `timeout` seconds."""
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stops the server for good (its supervisor does not restart it): SIGTERM to vLLM,
+        SIGKILL to its whole process group after `timeout` seconds (the engine workers sit in
+        it), and a sweep of whatever a dead server left."""
         with self._lock:
-            process, self._process = self._process, None
-            if not keep_state:
-                self._state, self._message = "stopped", "stopped"
-        if process is None:
-            return
-        if process.poll() is None:
-            signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                signal_group(process.pid, signal.SIGKILL)
-                process.wait(5)
-        # engine workers sit in the same group; make sure none outlive the server
-        signal_group(process.pid, signal.SIGKILL)
+            child, self._child = self._child, None
+            self._generation += 1
+            self._set_state("stopped", "stopped")
+        if child is not None:
+            child.stop(grace_s=timeout)
+            signal_group(child.pid, signal.SIGKILL)
         self._pid_path.unlink(missing_ok=True)
 
     def _kill_stale(self) -> None:

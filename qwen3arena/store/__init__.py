@@ -10,12 +10,13 @@ from qwen3arena.store.db import (
     Outcome,
     Store,
     StoreLocked,
+    StoreUnavailable,
     VoteRecord,
     VoteRejected,
     utcnow,
 )
 
 __all__ = [
-    "ACTIVE_RUN_STATES", "Execute", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked",
+    "ACTIVE_RUN_STATES", "Execute", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked", "StoreUnavailable",
     "VoteRecord", "VoteRejected", "utcnow",
 ]

@@ -2,7 +2,9 @@
 
 DuckDB connections are not safe to share between threads without a lock, and Gradio runs
 handlers on a thread pool; every public method takes the lock, so the store is safe under
-concurrent handlers. A second process opening the same file fails fast with StoreLocked.
+concurrent handlers. DuckDB lets one process write a file, and none while another process has
+it open, even read-only: opening waits a few seconds for such a process to let go (a script
+running one query), then fails with StoreLocked, naming the process and what to do.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 import duckdb
 
 from qwen3arena.errors import Refused
+from qwen3arena.procs import LockHolder, file_lock_holders
 from qwen3arena.store.migrations import MIGRATIONS
 
 Outcome = Literal["model_a", "model_b", "tie", "both_bad"]
@@ -29,7 +33,12 @@ Execute = Callable[[str, list[Any] | None], list[tuple]]
 
 
 class StoreLocked(Refused, RuntimeError):
-    """Another process holds the database file (DuckDB allows one writer process)."""
+    """Another process holds the database file (DuckDB allows one writer process, and no writer
+    while a reader has it open); the message names the process and what to do."""
+
+
+class StoreUnavailable(Refused, OSError):
+    """The database file cannot be opened for another reason (permissions, a read-only disk)."""
 
 
 class VoteRejected(Refused, ValueError):
@@ -134,21 +143,48 @@ _VOTE_COLUMNS = (
 )
 
 
+# How long opening the file waits for another process to let go of it: long enough for a script
+# running one query, short enough that a second app on the same directory is refused at once.
+LOCK_WAIT_S = 10.0
+
+
+def _locked_message(path: Path, holders: list[LockHolder]) -> str:
+    """What to do about the processes holding the file: a reader is closed, a writer stopped."""
+    def who(h: LockHolder) -> str:
+        return f"PID {h.pid}" + (f": {' '.join(h.command.split())[:120]}" if h.command else "")
+
+    readers = [h for h in holders if h.kind == "READ"]
+    if readers and len(readers) == len(holders):
+        return (f"{path} is open read-only in another process ({'; '.join(who(h) for h in readers)}). DuckDB "
+                "lets no process write the file while another has it open, even read-only: close that reader "
+                "and start again. To read the data while the app runs, open a copy (docs/store.md).")
+    names = f" ({'; '.join(who(h) for h in holders)})" if holders else ""
+    return (f"{path} is in use by another process{names}; DuckDB allows one writer. Stop the other "
+            "qwen3arena, or set QWEN3ARENA_HOME to another directory.")
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, lock_wait_s: float | None = None):
+        """Opens (or creates) the file; waits up to `lock_wait_s` (LOCK_WAIT_S) for another
+        process to let go of it."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreLocked(
-                    f"{self.path} is in use by another process (DuckDB allows one writer). "
-                    "Stop the other qwen3arena, or set QWEN3ARENA_HOME to another directory."
-                ) from exc
-            raise
+        self._con = self._connect(LOCK_WAIT_S if lock_wait_s is None else lock_wait_s)
         self._lock = threading.RLock()
         self._migrate()
+
+    def _connect(self, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + lock_wait_s
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                holders = file_lock_holders(self.path)
+                if not holders and "lock" not in str(exc).lower():  # no /proc/locks: DuckDB's words
+                    raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(_locked_message(self.path, holders)) from exc
+                time.sleep(0.5)
 
     def close(self) -> None:
         with self._lock:
@@ -379,6 +415,16 @@ class Store:
                 "UNION ALL SELECT model_b FROM votes) GROUP BY m"
             ).fetchall()
         return {name: count for name, count in rows}
+
+    def vote_tallies(self) -> dict[tuple[str, str, str], int]:
+        """(model_a, model_b, outcome) -> votes, identity leaks left out: what the pair sampler
+        fits ratings on, one aggregate query instead of reading every vote per battle."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT model_a, model_b, outcome, count(*) FROM votes WHERE NOT identity_leak "
+                "GROUP BY model_a, model_b, outcome"
+            ).fetchall()
+        return {(a, b, outcome): count for a, b, outcome, count in rows}
 
     def voters(self) -> list[str]:
         """Everyone who has voted, by name (the Data tab's voter filter)."""

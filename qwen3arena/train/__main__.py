@@ -15,6 +15,7 @@ from pathlib import Path
 from qwen3arena.config import ConfigError
 from qwen3arena.train.config import LoraTrainConfig, RunRejected
 from qwen3arena.train.data import DatasetError
+from qwen3arena.train.failures import failure_reason
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,17 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:
-        _fail(progress, _reason(exc))
+        _fail(progress, failure_reason(exc, config))
         raise
     print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}))
     return 0
-
-
-def _reason(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if "out of memory" in text.lower():
-        return "out of memory: lower the batch size or max length, or tick 4-bit. " + text[:300]
-    return text[:1000]
 
 
 def _fail(progress: Path, reason: str) -> None:

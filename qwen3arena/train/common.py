@@ -158,6 +158,10 @@ def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = time.time()
+            # the step count is known only here: the Trainer sets max_steps from the dataloader
+            # (epochs x batches) inside train(), after the trainer was built
+            emit("training", total=state.max_steps or None,
+                 optim=str(getattr(args.optim, "value", args.optim)))
             if config.wandb:
                 import wandb
 
@@ -197,7 +201,6 @@ def train_and_save(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Pat
     optim = str(getattr(trainer.args.optim, "value", trainer.args.optim))
     if optim != config.optim:
         emit("note", message=f"optimizer {config.optim} is not available here; using {optim}")
-    emit("training", total=trainer.state.max_steps or None, optim=optim)
     result = trainer.train()
     return save_checkpoint(model, tokenizer, config, out, trainer, result, stop, emit)
 

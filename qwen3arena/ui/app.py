@@ -16,7 +16,7 @@ from gradio.utils import get_space
 from qwen3arena.api import Actions, cuda_available, register_endpoints
 from qwen3arena.auth import LOGIN_PATH, LOGOUT_PATH, AccessControl, launch_options, roles_at_least
 from qwen3arena.config import REPO_ROOT
-from qwen3arena.runtime import Runtime
+from qwen3arena.runtime import Runtime, StartupStep
 from qwen3arena.ui.access import restricted
 from qwen3arena.ui.arena_tab import build_arena_tab
 from qwen3arena.ui.campaigns_tab import build_campaigns_tab
@@ -39,14 +39,47 @@ def _examples() -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()][:8] if path.exists() else []
 
 
+STEP_ICONS = {"waiting": "◻️", "running": "⏳", "done": "✅", "reused": "✅", "failed": "❌"}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def _step(step: StartupStep) -> str:
+    parts = [step.label]
+    if step.state == "reused":
+        parts.append("built earlier")
+    elif step.total:
+        parts.append(f"{step.step}/{step.total}")
+    if step.seconds is not None and step.state != "reused":
+        parts.append(_duration(step.seconds))
+    return f"{STEP_ICONS[step.state]} " + " · ".join(parts)
+
+
 def readiness(runtime: Runtime) -> str:
-    """A line for the arena that counts models without naming them (it is shown pre-vote)."""
-    up = len(runtime.pool.available())
-    if runtime.error:
-        return "⚠️ The models could not be started. An admin can see why in the Models tab."
-    if up >= 2:
+    """The arena's line about the models: steps and counts, never a name (it is shown pre-vote)."""
+    r = runtime.readiness()
+    if r.phase == "ready":
         return ""
-    return f"⏳ Models are starting ({up} ready so far). The first start builds a small model and takes a few minutes."
+    if r.phase == "restarting":
+        return (f"⚠️ The model server crashed and is restarting by itself (attempt {r.attempt} of "
+                f"{r.attempts}). Battles resume when it is back, usually in a minute or two; a battle that "
+                "was being answered cannot be voted.")
+    if r.phase == "crashed":
+        return (f"⚠️ The model server crashed and did not come back after {r.attempts} automatic restarts. "
+                "An admin can see why, and restart it, in the Models tab.")
+    if r.phase == "too_few":
+        return (f"⚠️ {r.models_up} {'model is' if r.models_up == 1 else 'models are'} up; a battle needs two. "
+                "An admin can add one: a checkpoint from the Train tab, or an endpoint in the configuration.")
+    steps = "\n".join(f"- {_step(s)}" for s in r.steps)
+    if r.phase == "failed":
+        return "⚠️ The models could not be started. An admin can see why in the Models tab." + \
+            (f"\n\n{steps}" if steps else "")
+    head = (f"⏳ **Getting the models ready** ({_duration(r.elapsed_s)} so far; {r.models_up} "
+            f"{'model is' if r.models_up == 1 else 'models are'} up, a battle needs 2). The first start "
+            "builds a small model and two adapters: a few minutes on a CPU.")
+    return head + (f"\n\n{steps}" if steps else "")
 
 
 def show_train_tab(runtime: Runtime) -> bool:
@@ -67,7 +100,8 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
     actions = Actions(runtime)
     admin, labeller = roles_at_least("admin"), roles_at_least("labeller")
     hide = access.enabled  # with auth on, restricted tabs start hidden; the page load shows them
-    with gr.Blocks(title=runtime.settings.ui.title) as demo:
+    # analytics explicitly: left to Gradio, it phones home unless GRADIO_ANALYTICS_ENABLED=False
+    with gr.Blocks(title=runtime.settings.ui.title, analytics_enabled=runtime.settings.ui.analytics) as demo:
         with gr.Row():
             gr.Markdown(f"# {runtime.settings.ui.title}")
             who = gr.Markdown("", elem_id="whoami", visible=access.enabled)
@@ -82,8 +116,9 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
         timer = gr.Timer(2.0)
 
         def poll() -> tuple:
+            # keeps polling once ready (slower): a crash later must reach visitors already on the page
             line = readiness(runtime)
-            return line, gr.Timer(active=bool(line))
+            return line, gr.Timer(value=2.0 if line else 10.0, active=True)
 
         timer.tick(poll, None, [ready_line, timer], api_visibility="private", show_progress="hidden")
         admin_tabs: list[gr.Tab] = []

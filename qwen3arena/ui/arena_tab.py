@@ -2,8 +2,11 @@
 
 Only text and an opaque battle id reach the browser before the vote; the names come back
 from Arena.vote(). The tab holds no rules of its own: it calls the Arena service. The chat
-panes are outputs only: handlers take the battle id and the new message, and both panes are
-drawn from the service's battle (TurnView.chats), never from what the browser sends back.
+panes are outputs only: handlers take the new message, the service knows the battle this page
+(session) holds, and both panes are drawn from it (TurnView.chats), never from what the browser
+sends back; they are ui.render's safe_chatbot panes: answers shown as safe HTML, no editing
+control. A vote carries the battle id the page shows, and the service refuses it unless that is
+the battle the page holds; every refusal is said on the page.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import gradio as gr
 
 from qwen3arena.arena import Arena, TurnView, voter_id
 from qwen3arena.errors import Refused
+from qwen3arena.ui.render import chat_styles, code_span, safe_chatbot
 
 VOTE_LABELS = {
     "model_a": "👈 A is better",
@@ -47,12 +51,16 @@ def _user_text(message: Any) -> str:
 
 
 def build_arena_tab(arena: Arena, examples: list[str]) -> None:
-    battle_id = gr.State(None)
+    # The battle the page shows: an opaque id (it names no model), held by the browser so a vote
+    # names the battle its voter sees, even across a restart of the app. The service knows which
+    # battle each page holds and refuses a vote for any other (Arena.vote).
+    shown = gr.Textbox("", visible=False, elem_id="arena-battle")
     gr.Markdown(INTRO)
     status = gr.Markdown("", elem_id="arena-status")
+    chat_styles()
     with gr.Row(equal_height=True):
-        chat_a = gr.Chatbot(label="Model A", height=420, elem_id="chat-a", buttons=["copy"])
-        chat_b = gr.Chatbot(label="Model B", height=420, elem_id="chat-b", buttons=["copy"])
+        chat_a = safe_chatbot(label="Model A", height=420, elem_id="chat-a")
+        chat_b = safe_chatbot(label="Model B", height=420, elem_id="chat-b")
     with gr.Row(visible=False, elem_id="vote-row") as vote_row:
         vote_buttons = {
             outcome: gr.Button(label, elem_id=f"vote-{outcome.replace('_', '-')}")
@@ -68,85 +76,104 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[prompt], label="Try one of these")
 
-    def send_message(text: Any, bid: str | None, request: gr.Request) -> Iterator[tuple]:
-        try:
-            message = arena.check_prompt(bid, _user_text(text))
-            if bid is None:
-                bid = arena.start_battle(voter_id(request.username, request.session_hash))
-            yield from _stream(arena.play_turn(bid, message), bid)
-        except Refused as exc:
-            yield (gr.update(), gr.update(), text, bid, gr.update(), f"⚠️ {exc}", gr.update())
+    def refused(exc: Refused) -> str:
+        """A refusal is always said: a toast (it outlives the frames of a turn still streaming)
+        and the status line."""
+        gr.Warning(str(exc))
+        return f"⚠️ {exc}"
 
-    def regenerate_turn(bid: str | None) -> Iterator[tuple]:
-        if not bid:
-            yield (gr.update(), gr.update(), gr.update(), bid, gr.update(), "⚠️ Nothing to regenerate yet.",
-                   gr.update())
-            return
+    def send_message(text: Any, request: gr.Request) -> Iterator[tuple]:
         try:
-            yield from _stream(arena.regenerate(bid), bid)
-        except Refused as exc:
-            yield (gr.update(), gr.update(), gr.update(), bid, gr.update(), f"⚠️ {exc}", gr.update())
+            voter = voter_id(request.username, request.session_hash)
+            yield from _stream(arena.send(request.session_hash or "", voter, _user_text(text)), clear_prompt=True)
+        except Refused as exc:  # the message stays in the box
+            yield (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), refused(exc), gr.update())
 
-    def _stream(turns: Iterator[TurnView], bid: str) -> Iterator[tuple]:
+    def regenerate_turn(request: gr.Request) -> Iterator[tuple]:
+        try:
+            yield from _stream(arena.regenerate(arena.current(request.session_hash or "")), clear_prompt=False)
+        except Refused as exc:
+            yield (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), refused(exc), gr.update())
+
+    def _stream(turns: Iterator[TurnView], clear_prompt: bool) -> Iterator[tuple]:
         view = None
+        prompt_update: Any = "" if clear_prompt else gr.update()  # once: what is typed meanwhile stays
         for view in turns:  # run to the end: the service frees the battle when its stream ends
             if view.finished:
                 continue
-            yield (*view.chats, "", bid, gr.update(visible=False), "⏳ Both models are answering...",
-                   gr.update(interactive=False))
-        if view is None:
-            return
+            yield (*view.chats, prompt_update, view.battle_id, gr.update(visible=False),
+                   "⏳ Both models are answering...", gr.update(interactive=False))
+            prompt_update = gr.update()
+        if view is None or not view.finished:
+            return  # the battle was closed (a new round): none of it may reach the page again
         if view.votable:
             note = "✅ Both answers are complete. Vote below, or keep chatting."
+            cut = [side for side, kind in zip("AB", view.cut_off) if kind]
+            if cut:
+                note = (f"✂️ Answer {' and '.join(cut)} {'was' if len(cut) == 1 else 'were'} cut off at the arena's "
+                        "limit. You may vote on what you see; a cut-off answer is never used as training data.")
         else:
-            note = ("⚠️ A model failed, so this battle cannot be voted. Press 🔄 Regenerate to retry "
-                    "or 🎲 New round.")
-        yield (*view.chats, "", bid, gr.update(visible=view.votable), note, gr.update(interactive=True))
+            failed = [f"Model {side}: {error}" for side, error in zip("AB", view.errors) if error]
+            note = (f"⚠️ A model failed ({'; '.join(failed)}), so this battle cannot be voted. Press 🔄 Regenerate "
+                    "to retry or 🎲 New round.")
+        yield (*view.chats, prompt_update, view.battle_id, gr.update(visible=view.votable), note,
+               gr.update(interactive=True))
 
-    def cast_vote(outcome: str, bid: str | None, request: gr.Request) -> tuple:
-        if not bid:
-            return (bid, gr.update(), "⚠️ Start a battle before voting.", gr.update(), gr.update(),
-                    gr.update(), gr.update(), gr.update())
+    def cast_vote(outcome: str, battle: str | None, request: gr.Request) -> tuple:
         try:
-            reveal = arena.vote(bid, outcome, voter_id(request.username, request.session_hash))
+            reveal = arena.vote(battle or None, outcome, voter_id(request.username, request.session_hash),
+                                session=request.session_hash or "")
         except Refused as exc:
-            return (bid, gr.update(visible=False), f"⚠️ {exc}", gr.update(), gr.update(),
+            return (gr.update(), gr.update(visible=False), refused(exc), gr.update(), gr.update(),
                     gr.update(), gr.update(), gr.update())
         text = (f"### Thanks for voting — {OUTCOME_TEXT[reveal.outcome]}.\n"
-                f"**Model A** was `{reveal.model_a}` · **Model B** was `{reveal.model_b}`.\n\n"
+                f"**Model A** was {code_span(reveal.model_a)} · **Model B** was {code_span(reveal.model_b)}.\n\n"
                 "Press 🎲 New round to battle a new pair.")
         if reveal.identity_leak:
             text += ("\n\n_An answer revealed a model's identity, so this vote is kept but left out of "
                      "the ratings._")
-        return (None, gr.update(visible=False), text,
+        return ("", gr.update(visible=False), text,
                 gr.update(label=f"Model A: {reveal.model_a}"), gr.update(label=f"Model B: {reveal.model_b}"),
                 gr.update(interactive=False, placeholder="Battle over: press New round"),
                 gr.update(interactive=False), gr.update(interactive=False))
 
-    def start_new_round(bid: str | None) -> tuple:
-        arena.discard(bid)
-        return (None, gr.update(value=[], label="Model A"), gr.update(value=[], label="Model B"),
+    def start_new_round(request: gr.Request) -> tuple:
+        arena.close_session(request.session_hash or "")
+        return ("", gr.update(value=[], label="Model A"), gr.update(value=[], label="Model B"),
                 gr.update(visible=False), "",
                 gr.update(interactive=True, value="", placeholder="Type your message and press Enter"),
                 gr.update(interactive=True), gr.update(interactive=False))
 
-    stream_outputs = [chat_a, chat_b, prompt, battle_id, vote_row, status, regenerate]
-    send.click(send_message, [prompt, battle_id], stream_outputs, api_name="send", concurrency_limit=None)
-    prompt.submit(send_message, [prompt, battle_id], stream_outputs,
-                  api_name="send_on_enter", api_visibility="private", concurrency_limit=None)
-    regenerate.click(regenerate_turn, [battle_id], stream_outputs, api_name="regenerate", concurrency_limit=None)
-    vote_outputs = [battle_id, vote_row, status, chat_a, chat_b, prompt, send, regenerate]
+    def redraw(request: gr.Request) -> tuple:
+        """The panes again from the server's battle (a browser emptied its copy)."""
+        view = arena.view(arena.current(request.session_hash or ""))
+        return view.chats if view is not None else (gr.update(), gr.update())
+
+    stream_outputs = [chat_a, chat_b, prompt, shown, vote_row, status, regenerate]
+    # trigger_mode "multiple": a message sent while both models answer reaches the service, which
+    # refuses it out loud (the default would drop the click without a word)
+    send.click(send_message, [prompt], stream_outputs, api_name="send", concurrency_limit=None,
+               trigger_mode="multiple")
+    prompt.submit(send_message, [prompt], stream_outputs, api_name="send_on_enter",
+                  api_visibility="private", concurrency_limit=None, trigger_mode="multiple")
+    regenerate.click(regenerate_turn, None, stream_outputs, api_name="regenerate", concurrency_limit=None)
+    vote_outputs = [shown, vote_row, status, chat_a, chat_b, prompt, send, regenerate]
     for outcome, button in vote_buttons.items():
-        button.click(_vote_handler(cast_vote, outcome), [battle_id], vote_outputs,
+        button.click(_vote_handler(cast_vote, outcome), [shown], vote_outputs,
                      api_name=f"vote_{outcome}", concurrency_limit=None)
-    new_round.click(start_new_round, [battle_id],
-                    [battle_id, chat_a, chat_b, vote_row, status, prompt, send, regenerate],
+    # a new round closes the old battle in the service, which ends its stream before the page is
+    # cleared, so no late frame of it comes back (and no vote can reach it)
+    new_round.click(start_new_round, None,
+                    [shown, chat_a, chat_b, vote_row, status, prompt, send, regenerate],
                     api_name="new_round")
+    for chat in (chat_a, chat_b):
+        chat.clear(redraw, None, [chat_a, chat_b], api_visibility="private")
 
 
 def _vote_handler(cast_vote, outcome: str):
-    def vote(bid: str | None, request: gr.Request) -> tuple:
-        return cast_vote(outcome, bid, request)
+    def vote(battle: str | None, request: gr.Request) -> tuple:
+        """`battle`: the battle the page shows (empty from an API caller: the one its session holds)."""
+        return cast_vote(outcome, battle, request)
 
     vote.__name__ = f"vote_{outcome}"
     return vote

@@ -12,16 +12,14 @@ import json
 from typing import Any
 
 import gradio as gr
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 from qwen3arena.api import Actions, typed  # noqa: E402
 from qwen3arena.errors import Refused  # noqa: E402
 from qwen3arena.harvest import BattleFilters, HarvestRules, LineageEntry, lineage_frame  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
+from qwen3arena.ui.plots import figure_panel, interval_errors, message_figure, new_figure, panel  # noqa: E402
+from qwen3arena.ui.render import chat_styles, safe_chatbot  # noqa: E402
 from qwen3arena.ui.train_tab import TrainTab  # noqa: E402
 
 OUTCOME_LABELS = [("A better", "model_a"), ("B better", "model_b"), ("tie", "tie"), ("both bad", "both_bad")]
@@ -33,7 +31,7 @@ ROUND_COLUMNS = ["round", "built", "by", "votes", "SFT rows", "preference pairs"
 def _lineage_plot(entries: list[LineageEntry]):
     """Rating with its 95% interval per checkpoint, by round; a line from each parent."""
     rated = [e for e in entries if e.rating is not None]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = new_figure(7, 3.2)
     if not rated:
         ax.text(0.5, 0.5, "No rated checkpoints yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -45,9 +43,8 @@ def _lineage_plot(entries: list[LineageEntry]):
             ax.plot([parent.round, e.round], [parent.rating, e.rating], color="#9ca3af", lw=1, zorder=1)
     for i, e in enumerate(rated):
         x = e.round + (i % 5 - 2) * 0.04  # keep checkpoints of one round apart
-        low = e.rating - (e.lower if e.lower is not None else e.rating)
-        high = (e.upper if e.upper is not None else e.rating) - e.rating
-        ax.errorbar([x], [e.rating], yerr=[[low], [high]], fmt="o", capsize=4, zorder=2)
+        ax.errorbar([x], [e.rating], yerr=interval_errors([e.rating], [e.lower], [e.upper]), fmt="o", capsize=4,
+                    zorder=2)
         ax.annotate(e.checkpoint, (x, e.rating), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("round")
     ax.set_ylabel("rating (95% CI)")
@@ -55,6 +52,13 @@ def _lineage_plot(entries: list[LineageEntry]):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def lineage_panels(entries: list[LineageEntry]) -> tuple[Any, pd.DataFrame]:
+    """The lineage plot and table, each failing alone with a message (ui.plots)."""
+    table, failed = panel("lineage table", lambda: lineage_frame(entries), pd.DataFrame())
+    figure = figure_panel("lineage", lambda: _lineage_plot(entries))
+    return figure, (pd.DataFrame({"problem": [failed]}) if failed else table)
 
 
 def _chat(conversation: list[dict]) -> list[dict]:
@@ -77,9 +81,10 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
         with gr.Accordion("Battle", open=True):
             battle_id = gr.Textbox(label="Battle id", elem_id="data-battle-id")
             battle_info = gr.Markdown()
-            with gr.Row():
-                chat_a = gr.Chatbot(label="Model A", height=300, elem_id="data-chat-a")
-                chat_b = gr.Chatbot(label="Model B", height=300, elem_id="data-chat-b")
+            chat_styles()
+            with gr.Row():  # answers shown as safe HTML, read-only (ui.render)
+                chat_a = safe_chatbot(label="Model A", height=300, elem_id="data-chat-a")
+                chat_b = safe_chatbot(label="Model B", height=300, elem_id="data-chat-b")
             with gr.Row():
                 reason = gr.Textbox(label="Why leave it out", placeholder="e.g. wrong facts in both", scale=3)
                 exclude_btn = gr.Button("Exclude from harvest", scale=1, elem_id="data-exclude")
@@ -200,10 +205,8 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
             return pd.DataFrame(data, columns=ROUND_COLUMNS), gr.update(choices=choices, value=value)
 
         def lineage_view() -> tuple:
-            entries = actions.lineage()
-            figure = _lineage_plot(entries)
-            plt.close("all")
-            return figure, lineage_frame(entries)
+            entries, failed = panel("lineage", actions.lineage, [])
+            return (message_figure(failed), pd.DataFrame({"problem": [failed]})) if failed else lineage_panels(entries)
 
         def export(number: Any, repo_v: str | None) -> str:
             if not number:

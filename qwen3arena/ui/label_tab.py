@@ -2,7 +2,8 @@
 follow-up turn is allowed, each vote takes a reason chip and an optional comment, and the
 labeller's own progress is shown. Names are never shown here, not even after a vote; the
 page holds no battle id: the server knows which slot the labeller has in hand. The answer
-panes are outputs only, drawn from the server's battle (TurnView.chats) or stored review."""
+panes are outputs only, drawn from the server's battle (TurnView.chats) or stored review, as
+safe_chatbot panes (ui.render: safe HTML, no editing control). Every refusal is said on the page."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from qwen3arena.arena import TurnView, render_pane, voter_id
 from qwen3arena.campaigns import Assignment, CampaignError, CampaignService
 from qwen3arena.errors import Refused
 from qwen3arena.ui.arena_tab import VOTE_LABELS, _user_text
+from qwen3arena.ui.render import chat_styles, safe_chatbot
 
 
 def _progress_text(service: CampaignService, campaign_id: str, labeller: str) -> str:
@@ -34,9 +36,10 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
         progress = gr.Markdown(elem_id="label-progress")
         next_btn = gr.Button("▶ Next prompt", variant="primary", elem_id="label-next")
         status = gr.Markdown(elem_id="label-status")
+        chat_styles()
         with gr.Row(equal_height=True):
-            chat_a = gr.Chatbot(label="Answer A", height=380, elem_id="label-chat-a")
-            chat_b = gr.Chatbot(label="Answer B", height=380, elem_id="label-chat-b")
+            chat_a = safe_chatbot(label="Answer A", height=380, elem_id="label-chat-a")
+            chat_b = safe_chatbot(label="Answer B", height=380, elem_id="label-chat-b")
         with gr.Row():
             follow = gr.Textbox(show_label=False, placeholder="Optional follow-up question", scale=6,
                                 elem_id="label-followup", interactive=False)
@@ -50,6 +53,11 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
 
         def labeller(request: gr.Request) -> str:
             return voter_id(request.username, request.session_hash)
+
+        def refused(exc: Refused) -> str:
+            """A toast (it outlives the frames of answers still streaming) and the status line."""
+            gr.Warning(str(exc))
+            return f"⚠️ {exc}"
 
         def list_open() -> Any:
             views = service.open_for_labellers()
@@ -73,10 +81,14 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                     continue
                 yield (*view.chats, gr.update(visible=False), "⏳ Both models are answering...", gr.update(),
                        gr.update(), gr.update(interactive=False), gr.update(interactive=False))
-            if view is None:
-                return
+            if view is None or not view.finished:
+                return  # the battle was closed: none of it may reach the page again
             if not view.votable:
-                note = "⚠️ A model failed on this prompt. Press ▶ Next prompt to try it again."
+                failed = "; ".join(f"answer {side}: {error}" for side, error in zip("AB", view.errors) if error)
+                note = f"⚠️ A model failed on this prompt ({failed}). Press ▶ Next prompt to try it again."
+            elif any(view.cut_off):
+                note = (f"✂️ Prompt `{assignment.prompt_id}`: an answer was cut off at the arena's limit; judge "
+                        "what you see (a cut-off answer is never used as training data).")
             else:
                 note = f"✅ Prompt `{assignment.prompt_id}`: judge the answers, or ask one follow-up first."
             yield (*view.chats, gr.update(visible=view.votable), note, gr.update(), gr.update(value=None),
@@ -104,7 +116,7 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                     return
                 yield from _frames(assignment, service.play(assignment, who))
             except Refused as exc:
-                yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
+                yield (*keep, refused(exc), gr.update(), gr.update(), gr.update(), gr.update())
 
         def ask(campaign_id: str | None, text: Any, request: gr.Request) -> Iterator[tuple]:
             who = labeller(request)
@@ -116,7 +128,7 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                     raise CampaignError("Press ▶ Next prompt first.")
                 yield from _frames(current, service.follow_up(campaign_id or "", who, message))
             except Refused as exc:
-                yield (*keep, f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update())
+                yield (*keep, refused(exc), gr.update(), gr.update(), gr.update(), gr.update())
 
         def cast(outcome: str):
             def vote(campaign_id: str | None, reason_v: str | None, comment_v: str | None,
@@ -124,8 +136,8 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
                 who = labeller(request)
                 try:
                     service.vote(campaign_id or "", who, outcome, reason_v, comment_v)  # type: ignore[arg-type]
-                except CampaignError as exc:
-                    return gr.update(), gr.update(), gr.update(), f"⚠️ {exc}", gr.update(), gr.update(), gr.update()
+                except Refused as exc:
+                    return gr.update(), gr.update(), gr.update(), refused(exc), gr.update(), gr.update(), gr.update()
                 return ([], [], gr.update(visible=False), "✅ Saved. Press ▶ Next prompt for the next one.",
                         _progress_text(service, campaign_id, who), gr.update(value=None), gr.update(value=""))
             vote.__name__ = f"label_vote_{outcome}"
@@ -135,9 +147,28 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
         refresh.click(list_open, None, [campaign], api_name="label_campaigns")
         tab.select(list_open, None, [campaign], api_visibility="private")
         campaign.change(choose, [campaign], [rubric, progress, reason], api_name="label_choose")
-        next_btn.click(next_prompt, [campaign], frame_outputs, api_name="label_next", concurrency_limit=None)
-        send.click(ask, [campaign, follow], frame_outputs, api_name="label_follow_up", concurrency_limit=None)
-        follow.submit(ask, [campaign, follow], frame_outputs, api_visibility="private", concurrency_limit=None)
+        # trigger_mode "multiple": a click while both models answer reaches the service, which
+        # refuses it out loud (the default would drop it without a word)
+        next_btn.click(next_prompt, [campaign], frame_outputs, api_name="label_next", concurrency_limit=None,
+                       trigger_mode="multiple")
+        send.click(ask, [campaign, follow], frame_outputs, api_name="label_follow_up", concurrency_limit=None,
+                   trigger_mode="multiple")
+        follow.submit(ask, [campaign, follow], frame_outputs, api_visibility="private", concurrency_limit=None,
+                      trigger_mode="multiple")
+
+        def redraw(campaign_id: str | None, request: gr.Request) -> tuple:
+            """The panes again from the server (a browser emptied its copy)."""
+            current = service.current(campaign_id or "", labeller(request)) if campaign_id else None
+            if current is None:
+                return gr.update(), gr.update()
+            try:
+                history_a, history_b = service.history(current)
+            except Refused:
+                return gr.update(), gr.update()
+            return render_pane(history_a), render_pane(history_b)
+
+        for chat in (chat_a, chat_b):
+            chat.clear(redraw, [campaign], [chat_a, chat_b], api_visibility="private")
         for outcome, button in buttons.items():
             button.click(cast(outcome), [campaign, reason, comment],
                          [chat_a, chat_b, vote_box, status, progress, reason, comment],

@@ -7,18 +7,15 @@ from __future__ import annotations
 import time
 
 import gradio as gr
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 from qwen3arena.jobs import JobRecord  # noqa: E402
 from qwen3arena.api import PROMPT_SET, Actions, typed  # noqa: E402
 from qwen3arena.errors import Refused  # noqa: E402
 from qwen3arena.scoreboard import BoardFilters, Scoreboard  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
+from qwen3arena.ui.plots import figure_panel, interval_errors, new_figure, panel  # noqa: E402
 
 
 
@@ -34,33 +31,34 @@ def _judge_text(job: JobRecord | None) -> str:
 
 
 def _interval_plot(board: Scoreboard):
+    """Each model's rating with its (asymmetric) 95% interval; style-controlled ones beside."""
     data = board.intervals.dropna().sort_values("rating")
     # at least as tall as the matrices beside it, so a board of few models is readable
-    fig, ax = plt.subplots(figsize=(7, max(4.5, 0.5 + 0.45 * len(data))))
+    fig, ax = new_figure(7, max(4.5, 0.5 + 0.45 * len(data)))
     if len(data):
         rows = np.arange(len(data), dtype=float)
         styled = board.style.ratings.set_index("model").reindex(data["model"]) if board.style is not None else None
         shift = 0.18 if styled is not None else 0.0
         ax.errorbar(data["rating"], rows + shift,
-                    xerr=[data["rating"] - data["lower"], data["upper"] - data["rating"]],
+                    xerr=interval_errors(data["rating"], data["lower"], data["upper"]),
                     fmt="o", color="#f97316", ecolor="#555", capsize=4, label="human votes")
         if styled is not None:
             ax.errorbar(styled["rating"], rows - shift,
-                        xerr=[styled["rating"] - styled["lower"], styled["upper"] - styled["rating"]],
+                        xerr=interval_errors(styled["rating"], styled["lower"], styled["upper"]),
                         fmt="s", color="#2563eb", ecolor="#93c5fd", capsize=4, label="style-controlled")
             ax.legend(loc="lower right", fontsize=8)
         ax.set_yticks(rows, data["model"])
     else:
         ax.text(0.5, 0.5, "no ratings yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
-    ax.set_xlabel("Bradley-Terry rating (95% bootstrap interval)")
+    ax.set_xlabel("Bradley-Terry rating (95% interval)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
 def _matrix_plot(matrix: pd.DataFrame, title: str, fmt: str):
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = new_figure(5.5, 4.5)
     if matrix.empty:
         ax.text(0.5, 0.5, "no votes yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -95,9 +93,9 @@ def _agreement_text(board: Scoreboard) -> str:
 def build_scoreboard_tab(actions: Actions) -> gr.Tab:
     runtime = actions.runtime
     with gr.Tab("Scoreboard", id="scoreboard") as tab:
-        gr.Markdown("### Scoreboard\nHuman votes (Bradley-Terry, 95% bootstrap intervals; the rank counts "
-                    "the models that are better beyond doubt), the LLM judge, and benchmarks — in "
-                    "separate columns, never blended.")
+        gr.Markdown("### Scoreboard\nHuman votes (Bradley-Terry, 95% intervals, closed form unless chosen "
+                    "otherwise; the rank counts the models that are better beyond doubt), the LLM judge, "
+                    "and benchmarks — in separate columns, never blended.")
         with gr.Row():
             min_votes = gr.Number(0, label="Minimum votes", precision=0, minimum=0)
             include_ties = gr.Checkbox(True, label="Include ties")
@@ -105,6 +103,10 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
             no_leaks = gr.Checkbox(True, label="Exclude identity leaks")
             style = gr.Checkbox(False, label="Style control (length, markdown)", elem_id="board-style",
                                 info="Adds ratings at equal answer style, as Chatbot Arena's style control")
+            intervals = gr.Dropdown(["sandwich", "bootstrap"], value="sandwich", label="Intervals",
+                                    elem_id="board-intervals")
+            reweight = gr.Checkbox(False, label="Reweight pairs", elem_id="board-reweight",
+                                   info="Each pair's votes count as one pair: over-sampled pairs do not dominate")
         with gr.Row():
             voter = gr.Textbox(label="Voter (empty: all)")
             since = gr.Textbox(label="From (YYYY-MM-DD)")
@@ -145,7 +147,8 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
 
         filter_form = Form(min_votes=min_votes, include_ties=include_ties, both_bad_as_tie=both_bad,
                            exclude_identity_leaks=no_leaks, voter=voter, since=since, until=until,
-                           campaign=campaign, style_control=style)
+                           campaign=campaign, style_control=style, intervals=intervals,
+                           reweight_pairs=reweight)
 
         def load(data: dict) -> tuple:
             try:
@@ -153,13 +156,18 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
             except Refused as exc:  # a date that is not one, a count that is not a number
                 return (f"⚠️ {exc}", gr.update(), gr.update(), gr.update(),
                         gr.update(), gr.update(), gr.update())
-            board = actions.scoreboard(filters, data[category] or None)
-            exported = actions.export_scoreboard(filters, data[category] or None, board)
-            note = f"{board.n_votes} votes rated." + ("\n\n" + "\n\n".join(board.notes) if board.notes else "")
-            figures = (_interval_plot(board), _matrix_plot(board.win_rates, "Win rate", ".2f"),
-                       _matrix_plot(board.battle_counts, "Battles", ".0f"))
-            plt.close("all")
-            return (note, board.table, exported.path, *figures, _agreement_text(board))
+            # each part fails alone, with a message in its place (ui.plots)
+            board, failed = panel("scoreboard", lambda: actions.scoreboard(filters, data[category] or None), None)
+            if board is None:
+                return (failed, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
+            exported, export_failed = panel(
+                "CSV export", lambda: actions.export_scoreboard(filters, data[category] or None, board).path, None)
+            note = "\n\n".join([f"{board.n_votes} votes rated.", *board.notes, *filter(None, [export_failed])])
+            figures = (figure_panel("ratings", lambda: _interval_plot(board)),
+                       figure_panel("win-rate", lambda: _matrix_plot(board.win_rates, "Win rate", ".2f")),
+                       figure_panel("battle-count", lambda: _matrix_plot(board.battle_counts, "Battles", ".0f")))
+            agreement_text, agreement_failed = panel("agreement", lambda: _agreement_text(board), "")
+            return (note, board.table, exported, *figures, agreement_failed or agreement_text)
 
         def on_open() -> tuple:
             names = actions.arena_models()

@@ -228,6 +228,7 @@ def build_train_tab(actions: Actions) -> TrainTab:
             status += "".join(f" ⚠️ {warning}" for warning in result.warnings)
             if result.lengths is not None:
                 status += " " + _lengths_note(result.lengths, result.rows, config)
+            status += "".join(f" 🖥️ {gpu.summary()}." for gpu in result.gpus)
             return status, _preview_html(result), result.command
 
         def start(data: dict) -> tuple:
