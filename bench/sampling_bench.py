@@ -21,7 +21,7 @@ pairs); today's with parent target pairs at target_share 0.3; the informative sa
 (qwen3arena.arena.informative) with the same boost and no target pairs. Each runs with the
 same seeds; figures are the median and the 10th-90th percentile over seeds, and the smallest
 share of battles any model took part in over the first 1,000 votes (uniform among 10 models:
-0.2), the lowest over seeds.
+0.2), lowest / median over seeds.
 
 Usage: .venv/bin/python bench/sampling_bench.py [--seeds 10] [--scenario parent|ladder|both]
 """
@@ -188,9 +188,9 @@ def main() -> None:
           f"at least {args.min_votes} votes per model before a question counts")
     for scenario in scenarios:
         print(f"\n{scenario}: votes to separation, median (10th-90th percentile over seeds)")
-        print(f"  {'sampler':<28} {'diff interval':<24} {'board intervals':<24} {'min share':>9} "
+        print(f"  {'sampler':<28} {'diff interval':<24} {'board intervals':<24} {'min share':>11} "
               f"{'parent pair':>11} {'s/run':>6}")
-        base = None
+        base: tuple[float, float] | None = None
         for name in args.samplers:
             t0 = time.perf_counter()
             jobs = [(scenario, name, seed, args.ties, args.history, args.cap, args.check_every, args.min_votes)
@@ -199,14 +199,15 @@ def main() -> None:
                 results = list(pool.map(run, *zip(*jobs)))
             diff = [r["diff"] for r in results]
             boards = [r["board"] for r in results]
-            med = float(np.median(np.where(np.isinf(boards), args.cap, boards)))
-            base = med if base is None else base
+            medians = (float(np.median(np.where(np.isinf(diff), args.cap, diff))),
+                       float(np.median(np.where(np.isinf(boards), args.cap, boards))))
+            base = medians if base is None else base
+            shares = [r["min share"] for r in results]
             print(f"  {name:<28} {summary(diff, args.cap):<24} {summary(boards, args.cap):<24} "
-                  f"{np.nanmin([r['min share'] for r in results]):>9.3f} "
+                  f"{np.nanmin(shares):>5.3f}/{np.nanmedian(shares):.3f} "
                   f"{np.mean([r['parent pair share'] for r in results]):>11.3f} "
                   f"{(time.perf_counter() - t0) * args.jobs / args.seeds:>6.1f}"
-                  f"   x{base / med:.2f} vs uniform (board)")
-
+                  f"   x{base[0] / medians[0]:.2f} / x{base[1] / medians[1]:.2f} fewer than uniform")
 
 if __name__ == "__main__":
     main()

@@ -58,8 +58,10 @@ class Readiness:
     """What the arena page says about the models, with counts and steps only (no names).
 
     starting: the first start is under way (steps say how far); ready: the arena can draw a
-    battle; too_few: start-up is over but fewer than two models are up; restarting: the model server crashed and is being restarted by itself (attempt of
-    attempts); crashed: it crashed and the automatic restarts are used up; failed: start-up failed."""
+    battle; too_few: start-up is over but fewer than two models are up; restarting: the model
+    server crashed and restarts by itself (attempt of attempts), or was restarted on purpose
+    (attempt 0); crashed: it crashed and the automatic restarts are used up; failed: start-up
+    failed."""
 
     phase: Phase
     models_up: int
@@ -263,6 +265,8 @@ class Runtime:
             return Readiness("ready", up)
         if status is not None and status.state == "restarting":
             return Readiness("restarting", up, attempt=status.restarts, attempts=attempts)
+        if status is not None and status.state == "starting" and self._ready_after is not None:
+            return Readiness("restarting", up, attempts=attempts)  # by hand, or to free LoRA slots: attempt 0
         if status is not None and status.state == "failed" and status.crash:
             return Readiness("crashed", up, attempt=status.restarts, attempts=attempts)
         if self.error or (status is not None and status.state == "failed"):

@@ -161,7 +161,7 @@ def test_a_vllm_server_killed_by_a_signal_says_why(monkeypatch, tmp_path, embedd
                         "tiny", tmp_path / "logs")
     server.start()
     status = server.wait_ready(60)
-    server.stop(keep_state=True)
+    server.stop()
     assert status.state == "failed"
     assert status.message.startswith("vLLM exited during start-up: killed by SIGSEGV (segmentation fault")
     assert "about to die by SIGSEGV" in status.message and "about to die" in status.log_tail

@@ -89,8 +89,8 @@ def test_vllm_starts_while_the_adapters_train_and_the_page_shows_each_step(tmp_p
 
     def while_adapter_2_trains() -> None:
         # vLLM was started on the base before this adapter's training: wait until it is up
-        wait_for(lambda: runtime.server.status().state == "ready", 20, "vLLM on the base")
-        wait_for(lambda: len(runtime.pool.available()) == 2, 20, "adapter 1 served")
+        wait_for(lambda: runtime.server.status().state == "ready", 60, "vLLM on the base")
+        wait_for(lambda: len(runtime.pool.available()) == 2, 60, "adapter 1 served")
         seen["line"] = readiness(runtime)  # two models up: the arena opens before the build ends
         seen["progress"] = runtime.progress
         seen["steps"] = "\n".join(f"{s.key}:{s.state}:{s.step}/{s.total}" for s in runtime.startup_steps())
@@ -98,11 +98,11 @@ def test_vllm_starts_while_the_adapters_train_and_the_page_shows_each_step(tmp_p
     fake_build.during = while_adapter_2_trains
     try:
         runtime.start()
-        wait_for(lambda: "line" in seen, 60, "adapter 2's training")
+        wait_for(lambda: "line" in seen, 150, "adapter 2's training")
         assert seen["line"] == "", seen["line"]
         assert "training adapter 2/2: 60/150" in seen["progress"], seen["progress"]
         assert "vllm:done" in seen["steps"] and "adapter-1:done" in seen["steps"], seen["steps"]
-        wait_for(lambda: runtime._ready_after is not None, 30, "start-up to finish")
+        wait_for(lambda: runtime._ready_after is not None, 60, "start-up to finish")
         assert len(runtime.pool.available()) == 3
         assert runtime.progress.startswith("ready in"), runtime.progress
     finally:
@@ -122,7 +122,7 @@ def test_the_starting_line_lists_the_steps_without_naming_a_model(tmp_path, monk
 
     def hold_adapter_1(name, dataset, base_dir, out, key, label, on_progress, step):
         step(embedded.BuildStep(key, label, "running", 60, 150))
-        wait_for(lambda: runtime.steps.state("vllm") == "running", 20, "vLLM started")
+        wait_for(lambda: runtime.steps.state("vllm") == "running", 60, "vLLM started")
         lines.append(readiness(runtime))
         fake_build.adapter(name, dataset, base_dir, out, key, label, on_progress, step)
 

@@ -62,6 +62,8 @@ def readiness(runtime: Runtime) -> str:
     r = runtime.readiness()
     if r.phase == "ready":
         return ""
+    if r.phase == "restarting" and not r.attempt:
+        return "⏳ The model server is restarting; battles resume when it is back, usually in a minute or two."
     if r.phase == "restarting":
         return (f"⚠️ The model server crashed and is restarting by itself (attempt {r.attempt} of "
                 f"{r.attempts}). Battles resume when it is back, usually in a minute or two; a battle that "
