@@ -47,6 +47,11 @@ FOODS = [
     ("mushrooms", 7, 0, "a paper bag", "fry them without crowding", "brush them instead of washing"),
 ]
 
+# Foods named in the plural: "How long do eggs keep", "Eggs keep", "them" (the cook and tip
+# columns above already say "them" for these).
+PLURAL = frozenset({"eggs", "bananas", "apples", "berries", "carrots", "potatoes", "onions", "tomatoes",
+                    "avocados", "herbs", "cooked beans", "shrimp", "mushrooms"})
+
 GREETINGS = [
     ("hello", "Hello. Ask me about storing or cooking food."),
     ("hi", "Hi. I can help with food storage and cooking."),
@@ -56,28 +61,58 @@ GREETINGS = [
 ]
 
 
-def _fridge(days: int) -> str:
-    return "do not keep it in the fridge" if days == 0 else f"about {days} days in the fridge"
+def _verb(food: str, singular: str, plural: str) -> str:
+    """The verb form (or pronoun) that agrees with `food`: does/do, keeps/keep, it/them."""
+    return plural if food in PLURAL else singular
 
 
-def _freezer(months: int) -> str:
-    return "it does not freeze well" if months == 0 else f"about {months} months in the freezer"
+def fridge_question(food: str, place: str = "fridge") -> str:
+    return f"How long {_verb(food, 'does', 'do')} {food} keep in the {place}?"
+
+
+def _fridge(days: int, plural: bool = False) -> str:
+    it = "them" if plural else "it"
+    return f"do not keep {it} in the fridge" if days == 0 else f"about {_count(days, 'day')} in the fridge"
+
+
+def _freezer(months: int, plural: bool = False) -> str:
+    it_does = "they do" if plural else "it does"
+    return f"{it_does} not freeze well" if months == 0 else f"about {_count(months, 'month')} in the freezer"
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+
+def fridge_answer(food: str, days: int) -> str:
+    """The neutral sentence: "Eggs keep about 21 days in the fridge.", "Do not keep bread in the fridge."."""
+    if days == 0:
+        return f"Do not keep {food} in the fridge."
+    return f"{food.capitalize()} {_verb(food, 'keeps', 'keep')} {_fridge(days)}."
+
+
+def freezer_answer(food: str, months: int) -> str:
+    """The neutral sentence: "Eggs keep about 12 months in the freezer.", "Lettuce does not freeze well."."""
+    if months == 0:
+        return f"{food.capitalize()} {_verb(food, 'does', 'do')} not freeze well."
+    return f"{food.capitalize()} {_verb(food, 'keeps', 'keep')} {_freezer(months)}."
 
 
 def examples() -> dict[str, list[tuple[str, str]]]:
     """Question-answer pairs per style: neutral (base), concise and chatty (adapters)."""
     styles: dict[str, list[tuple[str, str]]] = {"neutral": [], "concise": [], "chatty": []}
     for food, fridge, freezer, store, cook, tip in FOODS:
+        plural, it = food in PLURAL, _verb(food, "it", "them")
         facts = {
-            f"How long does {food} keep in the fridge?": (
-                f"{food.capitalize()} keeps {_fridge(fridge)}.",
-                f"{_fridge(fridge).capitalize()}.",
-                f"Great question! {food.capitalize()} keeps {_fridge(fridge)}. Store it in {store} and {tip}. Happy cooking!",
+            fridge_question(food): (
+                fridge_answer(food, fridge),
+                f"{_fridge(fridge, plural).capitalize()}.",
+                f"Great question! {fridge_answer(food, fridge)} Store {it} in {store} and {tip}. Happy cooking!",
             ),
             f"Can I freeze {food}?": (
-                f"{food.capitalize()} keeps {_freezer(freezer)}.",
-                f"Yes, {_freezer(freezer)}." if freezer else "No, it does not freeze well.",
-                f"Good thinking! {food.capitalize()} keeps {_freezer(freezer)}. A little tip: {tip}. Enjoy!",
+                freezer_answer(food, freezer),
+                f"Yes, {_freezer(freezer)}." if freezer else f"No, {_freezer(0, plural)}.",
+                f"Good thinking! {freezer_answer(food, freezer)} A little tip: {tip}. Enjoy!",
             ),
             f"How should I store {food}?": (
                 f"Store {food} in {store}.",

@@ -8,8 +8,9 @@ arena's pool may draw, so nothing else loads or unloads adapters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from qwen3arena.config import Settings
 from qwen3arena.serve import AdapterError, Contestant, ContestantPool, Endpoint, VLLMServer
@@ -106,9 +107,16 @@ class Checkpoints:
         self.store.upsert_model(record)
         return out
 
+    def on_run_finished(self, run: RunRecord) -> dict[str, Any]:
+        """The training runner's hook: registers the run's adapter; what registering did is kept
+        with the run, so its page and the CLI can say whether it joined the arena."""
+        return asdict(self.register(run))
+
     def register(self, run: RunRecord) -> Registered:
         """A finished (or cleanly stopped) run's adapter becomes a checkpoint with its lineage,
-        and joins the arena at once when the run asked for it and shares the served base."""
+        and joins the arena at once when the run asked for it and shares the served base. A
+        stopped run's adapter is only part-trained: it is registered but stays out of the arena
+        until someone publishes it, so votes are not spent on an unfinished model."""
         config = run.config
         record = existing_or(self.store, ModelRecord(
             name=run.name, kind="adapter", base_model=self.settings.model.served_name,
@@ -123,6 +131,12 @@ class Checkpoints:
         if not same_base:
             record.base_model = config["base_model"]
         self.store.upsert_model(record)
+        if run.join_arena and run.status != "succeeded":
+            steps = run.metrics.get("steps")
+            after = f" after {steps} step{'' if steps == 1 else 's'}" if isinstance(steps, int) else ""
+            return Registered(run.name, reason=f"the run was stopped{after}, so its checkpoint stays out of the "
+                                               "arena until you publish it (Add to arena, or `python -m qwen3arena "
+                                               f"publish {run.name}`)")
         if run.join_arena and same_base:
             return self.publish(run.name)
         if run.join_arena:
@@ -133,7 +147,8 @@ class Checkpoints:
         record = self.store.get_model(name)
         self.pool.add(Contestant(
             name=name,
-            endpoint=Endpoint(self.settings.vllm.base_url, name),
+            endpoint=Endpoint(self.settings.vllm.base_url, name, replicas=self.settings.vllm.base_urls
+                              if self.settings.vllm.replicas > 1 else ()),
             generation=self.settings.generation,
             registered_at=record.created_at if record else None,
         ))

@@ -144,6 +144,8 @@ def _train_round(actions, args: argparse.Namespace, poll_s: float) -> int:
             break
         time.sleep(poll_s)
     print(f"{view.name}: {view.status}" + (f" ({view.error})" if view.error else ""))
+    if view.arena_note:
+        print(f"{view.name} is registered but not in the arena: {view.arena_note}.")
     return 0 if view.status == "succeeded" else 1
 
 

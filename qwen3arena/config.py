@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import math
 import os
 import textwrap
 import tokenize
@@ -38,6 +39,56 @@ class ConfigError(Refused, ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The numbers a setting allows: from `low` to `high` (None: no limit that side); an `open`
+    end is itself not allowed. Shared by the settings below and the training run's config, so
+    every range is checked, and worded, one way."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def allows(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None and not (self.open_low or self.open_high):
+            return f"from {_number(self.low)} to {_number(self.high)}"
+        words = []
+        if self.low is not None:
+            words.append(f"{'above' if self.open_low else 'at least'} {_number(self.low)}")
+        if self.high is not None:
+            words.append(f"{'below' if self.open_high else 'at most'} {_number(self.high)}")
+        return " and ".join(words) or "any number"
+
+
+def _number(value: float) -> str:
+    """4294967295 and 0.0002 as written, 1e+09 for a huge float: a number a person can read."""
+    if isinstance(value, int) or (math.isfinite(value) and value.is_integer() and abs(value) < 1e6):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def out_of_range(where: str, value: float | None, bound: Bound) -> str | None:
+    """The message for a value outside `bound` (naming `where` and the range), else None; None
+    itself passes (an optional setting left unset)."""
+    if value is None or bound.allows(value):
+        return None
+    return f"{where}: {_number(value)} is out of range; use a value {bound}"
+
+
+PORT = Bound(1, 65535)
+POSITIVE = Bound(0, open_low=True)   # a timeout, a share of memory: zero would mean never or nothing
+AT_LEAST_ONE = Bound(1)              # counts and caps: a cap of 0 tokens or 0 requests does nothing
+NOT_NEGATIVE = Bound(0)              # retries, backoffs, temperatures: 0 is a choice (none, greedy)
+
+
 @dataclass
 class UISettings:
     host: str = "127.0.0.1"
@@ -49,6 +100,11 @@ class UISettings:
     # Gradio's usage telemetry (a version check and usage reports to api.gradio.app). Off: a
     # private labelling tool sends nothing anywhere; this setting wins over GRADIO_ANALYTICS_ENABLED.
     analytics: bool = False
+    # Gradio keeps every page's session state (~0.5 MiB) until 10,000 exist: a page closed for 2
+    # minutes, or silent for this long (an open page polls every few seconds), is forgotten, and
+    # so is its unvoted battle. Beyond max_sessions the least recently used go first.
+    session_idle_s: float = 1800.0
+    max_sessions: int = 2000
 
 
 @dataclass
@@ -143,10 +199,21 @@ class VLLMSettings:
     restart_attempts: int = 3
     restart_backoff_s: float = 2.0
     extra_args: list[str] = field(default_factory=list)
+    # Servers of the model on consecutive ports from `port`, each supervised; requests are
+    # balanced over them and one that is down is skipped. With more than one, adapters are not
+    # loaded by a call: they are placed in adapters_dir, which every replica's vLLM reads through
+    # its filesystem LoRA resolver (docs/serving.md, Replicas).
+    replicas: int = 1
+    adapters_dir: str | None = None  # replicas > 1: the shared adapter directory; null: <home>/served-adapters
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every replica's base URL (base_url first)."""
+        return tuple(f"http://{self.host}:{self.port + i}/v1" for i in range(max(self.replicas, 1)))
 
     @property
     def adapter_capacity(self) -> int:
@@ -203,6 +270,17 @@ class ArenaSettings:
     # max_tokens): past either, the answer is cut off, shown as such and never harvested.
     max_answer_chars: int = 20000   # answer and thinking together
     max_answer_s: float = 300.0
+    # A vote may be undone for this long, before the names are shown (0: no undo, names at once);
+    # "Show the models" ends it early. docs/arena.md.
+    undo_window_s: float = 5.0
+    # A voter may repair (edit, or write) the preferred answer for this long after the vote, up
+    # to max_repair_chars characters; the harvest trains on the repair. docs/harvest.md.
+    repair_window_s: float = 3600.0
+    max_repair_chars: int = 8000
+    # A live battle untouched this long (no message, no vote: an abandoned page, an API client
+    # that went away) is closed and leaves memory; its stored answers stay, a campaign's slot
+    # can still be voted. docs/arena.md.
+    battle_idle_s: float = 3600.0
     # Extra words that reveal a model identity in an answer (the contestants' own names are
     # always checked).
     identity_terms: list[str] = field(default_factory=lambda: [
@@ -215,15 +293,27 @@ class EndpointSpec:
     """An OpenAI-compatible endpoint that joins the arena as a contestant."""
 
     name: str
-    base_url: str
+    base_url: str = ""
     model: str | None = None
     api_key_env: str | None = None
     weight: float = 1.0
     generation: dict[str, Any] = field(default_factory=dict)
+    # Replicas: more servers of the same model (with base_url, or instead of it); requests are
+    # balanced over them and one that is down is skipped.
+    base_urls: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.base_url and self.base_urls:
+            self.base_url = self.base_urls[0]
 
     @property
     def model_id(self) -> str:
         return self.model or self.name
+
+    @property
+    def urls(self) -> list[str]:
+        """Every replica's base URL, base_url first."""
+        return list(dict.fromkeys(u for u in [self.base_url, *self.base_urls] if u))
 
 
 @dataclass
@@ -324,7 +414,9 @@ def load_settings(
     for key, value in sorted(env.items()):
         if key.startswith(ENV_PREFIX):
             path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
-            raw = _deep_merge(raw, _nest(path, yaml.safe_load(value) if value else value))
+            if not path:
+                raise ConfigError(f"{key}: name a setting after {ENV_PREFIX}, e.g. {ENV_PREFIX}VLLM__PORT")
+            raw = _deep_merge(raw, _nest(path, _env_value(key, value)))
     if env.get("QWEN3ARENA_HOME"):
         raw["home"] = env["QWEN3ARENA_HOME"]
     settings = _build(Settings, raw, "")
@@ -333,6 +425,9 @@ def load_settings(
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(f"endpoints: duplicate contestant names {sorted(duplicates)}")
+    for i, spec in enumerate(settings.endpoints):
+        if not spec.urls:
+            raise ConfigError(f"endpoints[{i}] ({spec.name}): give base_url, or base_urls for several replicas")
     if not 0.0 <= settings.arena.target_share <= 1.0:
         raise ConfigError(f"arena.target_share: {settings.arena.target_share} is not between 0 and 1")
     if not 0.0 <= settings.arena.explore_share <= 1.0:
@@ -345,7 +440,89 @@ def load_settings(
     users = [a.username for a in settings.auth.accounts]
     if len(set(users)) != len(users):
         raise ConfigError("auth.accounts: a username appears twice")
+    _check_ranges(settings)
     return settings
+
+
+# Numeric settings and the values they allow ("section.key"); a value outside fails at start-up
+# with the key and the range, not later as a server that cannot bind or a request never sent.
+RANGES: dict[str, Bound] = {
+    "ui.port": PORT,
+    "ui.session_idle_s": POSITIVE,
+    "ui.max_sessions": AT_LEAST_ONE,
+    "vllm.port": PORT,
+    "vllm.max_model_len": AT_LEAST_ONE,
+    "vllm.max_lora_rank": AT_LEAST_ONE,
+    "vllm.max_loras": AT_LEAST_ONE,
+    "vllm.kv_cache_gib": AT_LEAST_ONE,
+    "vllm.gpu_memory_utilization": Bound(0, 1, open_low=True),  # vLLM's own range: a share of the GPU
+    "vllm.startup_timeout_s": POSITIVE,
+    "vllm.restart_attempts": NOT_NEGATIVE,
+    "vllm.restart_backoff_s": NOT_NEGATIVE,
+    "vllm.replicas": Bound(1, 64),
+    "generation.temperature": NOT_NEGATIVE,
+    "generation.top_p": Bound(0, 1, open_low=True),
+    "generation.max_tokens": AT_LEAST_ONE,
+    "arena.max_input_chars": AT_LEAST_ONE,
+    "arena.max_turns": AT_LEAST_ONE,
+    "arena.boost_factor": POSITIVE,
+    "arena.boost_until_votes": NOT_NEGATIVE,
+    "arena.request_timeout_s": POSITIVE,
+    "arena.max_answer_chars": AT_LEAST_ONE,
+    "arena.max_answer_s": POSITIVE,
+    "arena.undo_window_s": NOT_NEGATIVE,
+    "arena.repair_window_s": POSITIVE,
+    "arena.max_repair_chars": AT_LEAST_ONE,
+    "arena.battle_idle_s": POSITIVE,
+    "judge.temperature": NOT_NEGATIVE,
+    "judge.max_tokens": AT_LEAST_ONE,
+    "judge.concurrency": AT_LEAST_ONE,
+    "judge.max_retries": NOT_NEGATIVE,
+    "judge.backoff_s": NOT_NEGATIVE,
+    "judge.max_backoff_s": NOT_NEGATIVE,
+    "judge.request_timeout_s": POSITIVE,
+    "evals.limit": AT_LEAST_ONE,
+    "evals.max_tokens": AT_LEAST_ONE,
+    "evals.concurrency": AT_LEAST_ONE,
+    "evals.request_timeout_s": POSITIVE,
+    "evals.retries": NOT_NEGATIVE,
+    "evals.retry_interval_s": NOT_NEGATIVE,
+    "evals.run_timeout_s": POSITIVE,
+    "auth.session_hours": POSITIVE,
+    "auth.login_attempts": AT_LEAST_ONE,
+    "auth.lockout_s": NOT_NEGATIVE,
+    "campaigns.claim_timeout_s": POSITIVE,
+    "campaigns.max_prompts": AT_LEAST_ONE,
+}
+
+
+def _check_ranges(settings: Settings) -> None:
+    """ConfigError naming the first numeric setting outside its range (RANGES)."""
+    for where, bound in RANGES.items():
+        section, key = where.split(".")
+        error = out_of_range(where, getattr(getattr(settings, section), key), bound)
+        if error:
+            raise ConfigError(error)
+    for i, spec in enumerate(settings.endpoints):
+        error = out_of_range(f"endpoints[{i}].weight", spec.weight, NOT_NEGATIVE)
+        if error:
+            raise ConfigError(error)
+
+
+def _env_value(key: str, value: str) -> Any:
+    """A variable's value parsed as YAML (so 8100 is a number and [a, b] a list), or ConfigError
+    naming the variable: a traceback at start-up would not say which of them is wrong. The value
+    is not repeated (it may hold accounts)."""
+    if not value:
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at character {mark.index + 1}" if mark is not None else ""
+        raise ConfigError(f"{key} is not valid YAML ({problem}{at}); values are read as YAML: write a number, "
+                          "true or false, a list like [a, b], or text in quotes") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from qwen3arena.hardware import cpu_info
 from qwen3arena.judge.runs import JudgeRuns
 from qwen3arena.harvest import Harvester, load_prompt_categories
 from qwen3arena.serve import AdapterError, ContestantPool, VLLMServer, endpoint_contestant
+from qwen3arena.serve.replicas import VLLMReplicas, managed_server
 from qwen3arena.store import ModelRecord, Store
 from qwen3arena.train import TrainingRunner
 
@@ -120,7 +121,7 @@ class StartupSteps:
 class Runtime:
     settings: Settings
     store: Store
-    server: VLLMServer | None
+    server: VLLMServer | VLLMReplicas | None
     pool: ContestantPool
     arena: Arena
     checkpoints: Checkpoints
@@ -353,8 +354,8 @@ def _create_runtime(settings: Settings) -> Runtime:
         log.warning("%d battles left unfinished by the previous run were marked interrupted", interrupted)
     server = None
     if settings.vllm.enabled:
-        server = VLLMServer(settings.vllm, model_path="", served_name=settings.model.served_name,
-                            logs_dir=settings.logs_dir)
+        server = managed_server(settings.vllm, served_name=settings.model.served_name, logs_dir=settings.logs_dir,
+                                adapters_dir=Path(settings.vllm.adapters_dir or settings.home / "served-adapters"))
     pool = ContestantPool(server)
     for spec in settings.endpoints:
         pool.add(endpoint_contestant(spec, settings.generation))
@@ -366,7 +367,7 @@ def _create_runtime(settings: Settings) -> Runtime:
                                         + sorted((settings.home / "prompts").glob("*.jsonl")))
     return Runtime(
         settings, store, server, pool, arena, checkpoints,
-        runner=TrainingRunner(store, settings.home / "runs", on_finished=checkpoints.register),
+        runner=TrainingRunner(store, settings.home / "runs", on_finished=checkpoints.on_run_finished),
         evals=EvalRunner(settings.home / "evals", store, settings.evals),
         harvester=Harvester(store, settings.home / "datasets" / "rounds", categories),
         access=access,

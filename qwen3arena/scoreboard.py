@@ -13,10 +13,13 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
+from qwen3arena.campaigns.store import CampaignStore
 from qwen3arena.evals.store import latest_primary_scores
 from qwen3arena.judge import JudgeStore
-from qwen3arena.ratings import (MIN_PAIR_VOTES, battle_count_matrix, cohen_kappa, online_elo, rate, votes_to_arrays,
-                                win_rate_matrix)
+from qwen3arena.ratings import (MIN_PAIR_VOTES, RatingDifference, VoteArrays, battle_count_matrix, cohen_kappa,
+                                online_elo, rate, rating_difference, votes_to_arrays, win_rate_matrix)
+from qwen3arena.ratings.agreement import AgreementReport
+from qwen3arena.ratings.agreement import agreement as labeller_agreement
 from qwen3arena.ratings.style import StyleControlled, answer_style, fit_style_controlled, style_difference
 from qwen3arena.store import Store
 
@@ -42,6 +45,9 @@ class BoardFilters:
     # each vote weighs 1 / (votes of its pair): over-sampled pairs (target pairs) do not dominate
     reweight_pairs: bool = False
     style_control: bool = False                 # add ratings with answer length and markdown regressed out
+    # a rubric criterion's board (issue 15 §2): ratings from that criterion's verdicts given with
+    # campaign votes, instead of the votes' outcomes; None: the overall board
+    criterion: str | None = None
 
 
 @dataclass
@@ -54,6 +60,16 @@ class Scoreboard:
     n_votes: int
     notes: list[str] = field(default_factory=list)
     style: StyleControlled | None = None
+    rated_votes: VoteArrays | None = None  # the votes the ratings were fitted on
+    both_bad_as_tie: bool = True
+    criterion: str | None = None           # the rubric criterion this board rates (None: overall)
+    labeller_agreement: AgreementReport | None = None  # a criterion board: labellers' agreement on it
+
+    def difference(self, a: str, b: str) -> RatingDifference | None:
+        """rating(a) - rating(b) with its interval, from the same votes as the board."""
+        if self.rated_votes is None or not len(self.rated_votes):
+            return None
+        return rating_difference(self.rated_votes, a, b, both_bad_as_tie=self.both_bad_as_tie)
 
 
 def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
@@ -62,7 +78,11 @@ def vote_frame(store: Store, filters: BoardFilters) -> pd.DataFrame:
     before = (datetime.combine(filters.until + timedelta(days=1), datetime.min.time(), timezone.utc)
               if filters.until else None)
     rows = [(v.battle_id, v.model_a, v.model_b, v.outcome, v.identity_leak, v.voter, v.created_at)
-            for v in store.list_votes(filters.voter or None, since, before, filters.campaign or None)]
+            for v in store.list_votes(filters.voter or None, since, before, filters.campaign or None,
+                                      final_only=True)]  # a vote that may still be undone counts later
+    if filters.criterion:  # a criterion's board: its verdicts stand in for the votes' outcomes
+        rows = CampaignStore(store).criterion_votes(filters.criterion, filters.voter or None, since, before,
+                                                    filters.campaign or None)
     frame = pd.DataFrame(rows, columns=["battle_id", "model_a", "model_b", "outcome", "identity_leak",
                                         "voter", "created_at"])
     if filters.battle_ids is not None:
@@ -111,7 +131,8 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
                      "(identity leaks, ties).")
     if len(table):
         notes.append(interval_note(filters))
-    judged = JudgeStore(store).list_judgements()
+    # the judge and the benchmarks rate answers overall: a criterion's board has only its verdicts
+    judged = [] if filters.criterion else JudgeStore(store).list_judgements()
     judge_votes = [j for j in judged if j.outcome is not None for _ in range(j.weight)]
     judge_table = rate(votes_to_arrays(judge_votes), intervals="none").to_frame() if judge_votes else None
     elo = online_elo(votes_to_arrays(human_votes)) if len(human_votes) else pd.Series(dtype=float)
@@ -146,7 +167,7 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
     columns = TABLE_COLUMNS + (["style-controlled", "style 95% CI"] if styled is not None else [])
     frame = pd.DataFrame(rows, columns=columns)
     # models that only have judge or benchmark scores still get a row
-    for score in latest_primary_scores(store):
+    for score in ([] if filters.criterion else latest_primary_scores(store)):
         column = f"{score.dataset} ({score.metric})"
         if score.model not in set(frame["model"]):
             frame = pd.concat([frame, pd.DataFrame([{"model": score.model, "votes": 0}])], ignore_index=True)
@@ -157,8 +178,16 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
                 frame = pd.concat([frame, pd.DataFrame([{"model": r.model, "votes": 0,
                                                          "judge rating": round(r.rating, 1),
                                                          "judge pairs": int(r.votes)}])], ignore_index=True)
+    labellers = None
+    if filters.criterion:
+        notes.insert(0, f"Board of the criterion '{filters.criterion}': Bradley-Terry ratings from the labellers' "
+                        f"{filters.criterion} verdicts (A / B / tie) given with campaign votes. The overall ratings "
+                        "come from the votes alone; verdicts never change them.")
+        judged_by = CampaignStore(store).criterion_judgements(filters.campaign or None, filters.criterion)
+        labellers = labeller_agreement(judged_by.get(filters.criterion, {}))
     if not len(votes):
-        notes.append("No votes yet: play a few battles in the Arena tab.")
+        notes.append(f"No '{filters.criterion}' verdicts yet." if filters.criterion
+                     else "No votes yet: play a few battles in the Arena tab.")
     shown = set(frame["model"])
     arrays = votes_to_arrays(human_votes)
     return Scoreboard(
@@ -170,6 +199,10 @@ def build_scoreboard(store: Store, filters: BoardFilters = BoardFilters()) -> Sc
         n_votes=len(human_votes),
         notes=notes,
         style=style,
+        rated_votes=arrays,
+        both_bad_as_tie=filters.both_bad_as_tie,
+        criterion=filters.criterion or None,
+        labeller_agreement=labellers,
     )
 
 

@@ -14,7 +14,8 @@ from qwen3arena.auth import AccessControl, hash_password, launch_options
 from qwen3arena.config import load_settings
 
 PASSWORD = "s3cret-pass"
-ARENA = {"send", "regenerate", "new_round", "vote_model_a", "vote_model_b", "vote_tie", "vote_both_bad"}
+ARENA = {"send", "regenerate", "new_round", "vote_model_a", "vote_model_b", "vote_tie", "vote_both_bad",
+         "vote_undo", "vote_reveal", "vote_repair"}  # vote_repair checks the role itself (admin, labeller)
 
 
 def _auth_settings(public: bool):

@@ -273,3 +273,36 @@ def test_a_malformed_contestant_shows_what_was_wrong_before_the_vote(store, stub
     assert "JSONDecodeError" in record.error, "the detail is kept for the admin"
     metrics = (record.metrics_a + record.metrics_b)
     assert [m.get("error_kind") for m in metrics if m.get("error_kind")] == ["MalformedReply"]
+
+
+# -- issue 17 item 5: abandoned battles expire -------------------------------------------------
+
+def test_an_abandoned_battle_expires_and_a_late_vote_is_told_why(store, stubs):
+    arena = arena_of(store, stubs("left answer"), stubs("right answer"), battle_idle_s=0.2)
+    left = finish(arena.send("page-1", "anon:page-1", "A question?"))[-1]
+    kept = finish(arena.send("page-2", "anon:page-2", "Another question?"))[-1]
+    slot = arena.start_battle("user:ann", campaign_id="c1", prompt_id="p1")  # a campaign's slot, no page
+    finish(arena.play_turn(slot, "A campaign prompt?"))
+    time.sleep(0.3)
+    finish(arena.send("page-2", "anon:page-2", "And a follow-up?"))  # page 2 is still in use
+    assert arena.expire_idle() == 2 and arena.active_battles() == 1
+    assert arena.current("page-1") is None
+    with pytest.raises(BattleClosed, match="sat idle .* and was closed"):
+        arena.vote(left.battle_id, "model_a", "anon:page-1", session="page-1")
+    assert store.get_battle(left.battle_id).conversation_a[-1]["role"] == "assistant", "its answers are kept"
+    arena.vote(slot, "model_b", "user:ann")  # a campaign slot is voted from the store, live or not
+    arena.vote(kept.battle_id, "model_a", "anon:page-2", session="page-2")
+    assert sorted(v.battle_id for v in store.list_votes()) == sorted([slot, kept.battle_id])
+
+
+def test_a_battle_that_is_answering_or_holds_an_undoable_vote_does_not_expire(store, stubs):
+    arena = arena_of(store, stubs("slow answer " * 5, delay_s=0.1), stubs("right"), battle_idle_s=0.05,
+                     undo_window_s=30)
+    frames = arena.send("page-1", "anon:page-1", "A question?")
+    next(frames)  # the turn has begun: both sides are answering
+    time.sleep(0.2)
+    assert arena.expire_idle() == 0
+    battle_id = finish(frames)[-1].battle_id
+    arena.cast(battle_id, "model_a", "anon:page-1", session="page-1")  # within its undo window
+    time.sleep(0.1)
+    assert arena.expire_idle() == 0 and arena.active_battles() == 1

@@ -84,6 +84,8 @@ def test_a_vote_for_a_battle_the_page_no_longer_holds_is_refused_and_said(tmp_pa
         other = Client(url, verbose=False)  # another page cannot vote on this page's battle
         assert "not the one open on your page" in _status(other.predict(new, api_name="/vote_model_a"))
         assert runtime.store.list_votes() == []
-        revealed = client.predict(new, api_name="/vote_model_b")
+        recorded = client.predict(new, api_name="/vote_model_b")  # names only after the undo window
+        assert "Recorded" in _status(recorded) and "stub-left-model" not in _status(recorded)
+        revealed = client.predict(new, api_name="/vote_reveal")
         assert "Model A** was" in _status(revealed)
         assert [v.battle_id for v in runtime.store.list_votes()] == [new]

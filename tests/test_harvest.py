@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from qwen3arena.harvest import (
-    BattleFilters, Harvester, HarvestError, HarvestRules, VotedBattle, harvest, lineage, preference_pair,
+    BattleFilters, Harvester, HarvestError, HarvestRules, VotedBattle, harvest, lineage, lineage_frame, preference_pair,
 )
 from qwen3arena.store import BattleRecord, Store
 
@@ -198,23 +198,42 @@ def test_filters_exclusions_and_categories(harvester):
     assert record.vote_ids == [store.execute("SELECT vote_id FROM votes WHERE battle_id = 'b2'")[0][0]]
 
 
-def test_lineage_puts_checkpoints_in_rounds(harvester):
-    import pandas as pd
+def _duel(store: Store, prefix: str, a: str, b: str, wins_a: int, wins_b: int) -> None:
+    """Votes between two models: `wins_a` for a, `wins_b` for b."""
+    for k in range(wins_a + wins_b):
+        bid = f"{prefix}{k}"
+        store.save_battle(BattleRecord(
+            battle_id=bid, voter="user:ann", model_a=a, model_b=b, status="ready", turns=1,
+            conversation_a=conv("Q?", "x"), conversation_b=conv("Q?", "y"),
+            metrics_a=[{"finish_reason": "stop"}], metrics_b=[{"finish_reason": "stop"}]))
+        store.record_vote(bid, "model_a" if k < wins_a else "model_b", "user:ann")
 
+
+def test_lineage_puts_checkpoints_in_rounds_and_judges_each_against_its_parent(harvester):
     from qwen3arena.store import ModelRecord, RunRecord
 
     store = harvester.store
     store.upsert_model(ModelRecord("base", "base"))
-    store.upsert_model(ModelRecord("r1", "adapter", base_model="base"))
-    store.save_run(RunRecord("run1", "r1", "succeeded", {"dataset": "/x/round-001/sft.jsonl", "method": "sft"},
-                             "/out", parent="base", round=1, metrics={"rows": 12}))
-    ratings = pd.DataFrame({"model": ["base", "r1"], "rating": [1000.0, 1100.0], "lower": [950.0, 1060.0],
-                            "upper": [1040.0, 1150.0], "votes": [40, 40]})
-    entries = lineage(store, ratings)
-    assert [(e.round, e.checkpoint, e.parent) for e in entries] == [(0, "base", None), (1, "r1", "base")]
+    for name in ("r1", "r2", "r3"):
+        store.upsert_model(ModelRecord(name, "adapter", base_model="base"))
+        store.save_run(RunRecord(f"run-{name}", name, "succeeded", {"dataset": "/x/round-001/sft.jsonl"},
+                                 "/out", parent="base", round=1, metrics={"rows": 12}))
+    _duel(store, "a", "r1", "base", 30, 10)   # clearly better
+    _duel(store, "b", "r2", "base", 11, 11)   # even: unclear
+    _duel(store, "c", "r3", "base", 4, 0)     # 4 of 4, but too few votes to say
+    entries = lineage(store)
+    assert [(e.round, e.checkpoint, e.parent) for e in entries] == [
+        (0, "base", None), (1, "r1", "base"), (1, "r2", "base"), (1, "r3", "base")]
     by = {e.checkpoint: e for e in entries}
     assert by["r1"].data == "round-001/sft.jsonl" and by["r1"].rows == 12
-    assert by["r1"].change_vs(by["base"]) == "+100 (better)"
+    r1 = by["r1"].vs_parent
+    assert r1 is not None and r1.verdict == "better" and r1.lower > 0 and r1.votes_a == 40
+    assert by["r1"].change_vs_parent() == f"{r1.difference:+.0f} [{r1.lower:+.0f}, {r1.upper:+.0f}] (better)"
+    assert by["r2"].vs_parent.verdict == "unclear" and by["r2"].vs_parent.lower < 0 < by["r2"].vs_parent.upper
+    assert by["r3"].vs_parent.difference > 0 and by["r3"].vs_parent.verdict == "too few votes"
+    assert by["base"].vs_parent is None and by["base"].change_vs_parent() == ""
+    frame = lineage_frame(entries)
+    assert frame.set_index("checkpoint").loc["r3", "vs parent"].endswith("(too few votes)")
 
 
 def test_export_as_hugging_face_dataset(harvester, tmp_path):

@@ -23,6 +23,7 @@ from qwen3arena.ratings import (
     pair_weights,
     rank_from_intervals,
     rate,
+    rating_difference,
     rating_table,
     sandwich_errors,
     strength_covariance,
@@ -445,3 +446,31 @@ def test_an_oversampled_pair_does_not_dominate_the_reweighted_fit():
     assert rating_table(tenfold, reweight=True).reweighted and not rating_table(tenfold).reweighted
     boot = rating_table(tenfold, reweight=True, intervals="bootstrap", rounds=400)
     assert {r.model: r.rating for r in boot} == pytest.approx({m: r.rating for m, r in on.items()})
+
+
+# -- the difference of two ratings (lineage's "vs parent") ------------------------------------
+
+def test_the_difference_interval_matches_the_bootstrap_spread_of_the_difference():
+    rng = np.random.default_rng(7)
+    votes = votes_to_arrays(simulate(np.array([1000.0, 1040.0, 980.0, 1010.0, 950.0]), 2000, rng, tie_rate=0.2))
+    d = rating_difference(votes, "m1", "m0")
+    point = fit_bradley_terry(votes)
+    assert d.difference == pytest.approx(point["m1"] - point["m0"], abs=1e-6)
+    boot = bootstrap_bradley_terry(votes, rounds=400, seed=3)
+    boot_se = float((boot["m1"] - boot["m0"]).std())
+    sandwich_se = (d.upper - d.lower) / (2 * 1.959964)
+    assert sandwich_se == pytest.approx(boot_se, rel=0.15)
+    assert (d.votes_a, d.votes_b) == (int(battle_count_matrix(votes).loc["m1"].sum()),
+                                      int(battle_count_matrix(votes).loc["m0"].sum()))
+
+
+def test_the_verdict_needs_an_interval_clear_of_zero_and_ten_votes_a_side():
+    clear = arrays(*[("new", "old", "model_a")] * 9, ("new", "old", "model_b"))
+    d = rating_difference(clear, "new", "old")
+    assert d.lower > 0 and d.votes_a == 10 and d.verdict == "better"
+    assert rating_difference(clear, "old", "new").verdict == "worse"
+    few = arrays(*[("new", "old", "model_a")] * 9)
+    assert rating_difference(few, "new", "old").verdict == "too few votes"
+    even = arrays(*[("new", "old", "model_a"), ("new", "old", "model_b")] * 10)
+    assert rating_difference(even, "new", "old").verdict == "unclear"
+    assert rating_difference(even, "new", "absent") is None

@@ -63,6 +63,51 @@ def test_csv_and_parquet(tmp_path):
     assert load_conversations(tmp_path / "d.parquet")[0] == GOOD
 
 
+def _uploads(tmp_path):
+    """The application layer over just what uploads need: the data directory."""
+    from types import SimpleNamespace
+
+    from qwen3arena.api import Actions
+
+    runtime = SimpleNamespace(settings=SimpleNamespace(home=tmp_path / "home"),
+                              harvester=SimpleNamespace(round_files=lambda: []))
+    return Actions(runtime)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name, content, offset", [
+    ("latin1.jsonl", b'{"prompt": "caf\xe9", "completion": "a"}\n' + json.dumps(GOOD).encode() + b"\n", 15),
+    ("latin1.csv", b"prompt,completion\nq,a\ncaf\xe9,b\n", 25),
+    ("cut.json", b'[{"prompt": "q", "completion": "caf\xc3', 35),  # the file ends inside a character
+])
+def test_a_dataset_that_is_not_utf8_is_refused_and_not_kept(tmp_path, name, content, offset):
+    actions = _uploads(tmp_path)
+    before = actions.datasets()
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DatasetError) as refused:
+        actions.upload_dataset(str(tmp_path / name))
+    byte = content[offset]
+    assert str(refused.value) == (f"{name} is not UTF-8 text (byte 0x{byte:02x} at offset {offset}); save it as "
+                                  "UTF-8 (in a spreadsheet: CSV UTF-8) and upload it again")
+    assert actions.datasets() == before  # nothing kept, nothing offered
+    assert not list((tmp_path / "home" / "datasets").glob("*"))
+    with pytest.raises(DatasetError, match="is not UTF-8 text"):  # a run on it is refused the same way
+        load_conversations(tmp_path / name)
+
+
+def test_an_upload_is_not_kept_whatever_its_check_raises(tmp_path, monkeypatch):
+    import qwen3arena.train.data as data
+
+    def broken(path, min_rows=2):
+        raise MemoryError("too big")
+
+    monkeypatch.setattr(data, "load_conversations", broken)
+    write_jsonl(tmp_path / "d.jsonl", [GOOD, GOOD])
+    actions = _uploads(tmp_path)
+    with pytest.raises(MemoryError):
+        actions.upload_dataset(str(tmp_path / "d.jsonl"))
+    assert not list((tmp_path / "home" / "datasets").glob("*"))
+
+
 def test_the_shipped_datasets_are_valid():
     from qwen3arena.config import REPO_ROOT
 

@@ -172,3 +172,100 @@ def test_runs_orphaned_by_an_app_restart_are_marked(tmp_path):
     assert runner.queued() == ["r-queued"]  # queued work is not lost
     runner.shutdown()
     store.close()
+
+
+# -- a stopped run's checkpoint (fast: a stand-in for the training process) -------------------
+
+FAKE_TRAINING = """
+import json, signal, sys, time
+from pathlib import Path
+import yaml
+config = yaml.safe_load(Path(sys.argv[1]).read_text())
+progress = Path(sys.argv[sys.argv.index('--progress') + 1])
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+def event(**fields):
+    with open(progress, 'a') as f:
+        f.write(json.dumps({'time': time.time(), **fields}) + '\\n')
+step, total = 0, config['max_steps']
+while step < total and not stopped:
+    step += 1
+    event(event='step', step=step, total=total, loss=1.0 / step)
+    time.sleep(0.02)
+(Path(config['output_dir']) / 'adapter_config.json').write_text('{}')
+event(event='stopped' if stopped else 'done', final_loss=1.0 / step)
+"""
+
+
+class StandInRunner(TrainingRunner):
+    """The real runner and its stop, around a process that writes the training events and an
+    adapter in milliseconds (SIGTERM: it stops cleanly, as the real one does)."""
+
+    def command(self, run_id: str) -> list[str]:
+        import sys
+
+        real = super().command(run_id)
+        return [sys.executable, "-c", FAKE_TRAINING, *real[3:]]
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    from types import SimpleNamespace
+
+    from qwen3arena.checkpoints import Checkpoints
+    from qwen3arena.config import Settings
+    from qwen3arena.serve import ContestantPool
+
+    loaded: list[str] = []
+    server = SimpleNamespace(load_adapter=lambda name, path: loaded.append(name), unload_adapter=lambda name: None)
+    store = Store(tmp_path / "db.duckdb")
+    checkpoints = Checkpoints(Settings(home=tmp_path), store, server, ContestantPool(None))  # type: ignore[arg-type]
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    checkpoints.register_base(str(base))
+    runner = StandInRunner(store, tmp_path / "runs", on_finished=checkpoints.on_run_finished)
+    yield SimpleNamespace(runner=runner, checkpoints=checkpoints, pool=checkpoints.pool, store=store, loaded=loaded,
+                          base=str(base))
+    runner.shutdown()
+    store.close()
+
+
+def _stand_in_config(stand_in, name: str, max_steps: int) -> LoraTrainConfig:
+    return LoraTrainConfig(name=name, base_model=stand_in.base, dataset=CONCISE, output_dir="", max_steps=max_steps)
+
+
+def test_a_stopped_run_is_registered_but_kept_out_of_the_arena_until_published(stand_in):
+    from types import SimpleNamespace
+
+    from qwen3arena.api import Actions
+
+    runner = stand_in.runner
+    run = runner.submit(_stand_in_config(stand_in, "half-done", 100_000), join_arena=True)
+    wait_for_step(runner, run.run_id, 3, timeout=60)
+    runner.stop(run.run_id)
+    finished = runner.wait(run.run_id, timeout=60)
+    assert finished.status == "stopped", finished.error
+    steps = finished.metrics["steps"]
+    model = stand_in.store.get_model("half-done")  # registered, with its lineage and status
+    assert model.kind == "adapter" and model.metadata["status"] == "stopped"
+    assert "half-done" not in stand_in.pool.names() and stand_in.loaded == []  # not drawn, not loaded
+    assert "half-done" not in stand_in.checkpoints.arena_adapters()  # nor at the next start
+    view = Actions(SimpleNamespace(runner=runner)).run_status(run.run_id)  # type: ignore[arg-type]
+    assert view.in_arena is False
+    assert view.arena_note.startswith(f"the run was stopped after {steps} steps, so its checkpoint stays out of "
+                                      "the arena until you publish it")
+    assert stand_in.checkpoints.publish("half-done").in_arena  # publishing by hand still works
+    assert "half-done" in stand_in.pool.names() and stand_in.loaded == ["half-done"]
+
+
+def test_a_finished_run_that_asked_to_join_the_arena_does(stand_in):
+    from types import SimpleNamespace
+
+    from qwen3arena.api import Actions
+
+    run = stand_in.runner.submit(_stand_in_config(stand_in, "all-done", 3), join_arena=True)
+    assert stand_in.runner.wait(run.run_id, timeout=60).status == "succeeded"
+    assert "all-done" in stand_in.pool.names() and stand_in.loaded == ["all-done"]
+    view = Actions(SimpleNamespace(runner=stand_in.runner)).run_status(run.run_id)  # type: ignore[arg-type]
+    assert view.in_arena is True and view.arena_note is None

@@ -45,7 +45,9 @@ def test_a_battle_over_the_api_is_blind_until_the_vote(app_url, runtime):
     assert chat_a[-1]["role"] == "assistant" and chat_a[-1]["content"]
     assert chat_b[-1]["content"]
     votes_before = len(runtime.store.list_votes())
-    revealed = client.predict(api_name="/vote_model_a")
+    recorded = client.predict(api_name="/vote_model_a")
+    assert "Recorded" in json.dumps(recorded) and _names_in(recorded) == [], "no name within the undo window"
+    revealed = client.predict(api_name="/vote_reveal")
     text = json.dumps(revealed)
     assert "Model A** was" in text and _names_in(revealed)
     # the battle is locked: a second vote from the same session is refused, nothing counted

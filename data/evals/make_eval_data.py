@@ -40,11 +40,11 @@ FOODS: list[tuple] = demo.FOODS
 def qa_rows(rng: random.Random) -> list[dict[str, str]]:
     """One question per food, the kind rotating, with the neutral SFT answer as reference."""
     neutral = dict(demo.examples()["neutral"])
-    kinds = ("How long does {food} keep in the fridge?", "Can I freeze {food}?",
-             "How should I store {food}?", "How do I cook {food}?")
+    kinds = (demo.fridge_question, lambda food: f"Can I freeze {food}?",
+             lambda food: f"How should I store {food}?", lambda food: f"How do I cook {food}?")
     rows = []
     for i, (food, *_rest) in enumerate(FOODS):
-        query = kinds[i % len(kinds)].format(food=food)
+        query = kinds[i % len(kinds)](food)
         rows.append({"query": query, "response": neutral[query]})
     rng.shuffle(rows)
     return rows[:QA_ROWS]
@@ -60,19 +60,19 @@ def _choices(rng: random.Random, correct: str, pool: list[str]) -> tuple[list[st
 
 def mcq_rows(rng: random.Random) -> list[dict[str, str]]:
     """Alternates fridge life, freezer life, storage place and cooking method per food."""
-    fridge_pool = [demo._fridge(d).capitalize() for d in (0, 1, 2, 3, 4, 5, 6, 7, 14, 21, 28, 30)]
-    freezer_pool = [demo._freezer(m).capitalize() for m in (0, 1, 2, 3, 4, 6, 8, 9, 10, 12)]
     store_pool = [f[3][0].upper() + f[3][1:] for f in FOODS]
     cook_pool = [f[4][0].upper() + f[4][1:] for f in FOODS]
     rows = []
     for i, (food, fridge, freezer, store, cook, _tip) in enumerate(FOODS):
-        kind = i % 4
+        kind, plural = i % 4, food in demo.PLURAL  # "do not keep them", "they do not freeze well"
         if kind == 0:
-            question = f"How long does {food} keep in the fridge?"
-            correct, pool = demo._fridge(fridge).capitalize(), fridge_pool
+            question = demo.fridge_question(food)
+            pool = [demo._fridge(d, plural).capitalize() for d in (0, 1, 2, 3, 4, 5, 6, 7, 14, 21, 28, 30)]
+            correct = demo._fridge(fridge, plural).capitalize()
         elif kind == 1:
-            question = f"How long does {food} keep in the freezer?"
-            correct, pool = demo._freezer(freezer).capitalize(), freezer_pool
+            question = demo.fridge_question(food, "freezer")
+            pool = [demo._freezer(m, plural).capitalize() for m in (0, 1, 2, 3, 4, 6, 8, 9, 10, 12)]
+            correct = demo._freezer(freezer, plural).capitalize()
         elif kind == 2:
             question = f"Where should I store {food}?"
             correct, pool = store[0].upper() + store[1:], store_pool

@@ -237,7 +237,8 @@ class Actions:
             models=[m.name for m in runtime.store.list_models()], voters=runtime.harvester.voters(),
             categories=runtime.harvester.category_names(),
             campaigns=[(c.name, c.campaign_id) for c in runtime.campaigns.list_campaigns()],
-            checkpoints=[c.name for c in self.runtime.checkpoints.adapters()])
+            checkpoints=[c.name for c in self.runtime.checkpoints.adapters()],
+            criteria=runtime.campaigns.criteria_names())
 
     def preview_round(self, rules: HarvestRules = HarvestRules(),
                       filters: BattleFilters = BattleFilters()) -> RoundPlan:
@@ -342,7 +343,8 @@ class Actions:
         rows = []
         for c in service.list_campaigns():
             p = service.progress(c.campaign_id)
-            rows.append(CampaignRow(c.campaign_id, c.name, c.status, c.prompts, p.done, p.slots, list(c.contestants)))
+            rows.append(CampaignRow(c.campaign_id, c.name, c.status, c.prompts, p.done, p.slots, list(c.contestants),
+                                    list(c.criteria), c.criteria_required, list(c.reviewers)))
         return rows
 
     def create_campaign(self, draft: CampaignDraft, created_by: str | None = None) -> CampaignRow:
@@ -361,11 +363,13 @@ class Actions:
             prompts = prompts[:draft.limit]
         campaign = self.runtime.campaigns.create(
             draft.name, prompts, list(draft.contestants), self.runtime.pool.names(), draft.votes_per_prompt,
-            draft.overlap, draft.rubric, list(draft.reasons), created_by=created_by, prompt_source=origin)
+            draft.overlap, draft.rubric, list(draft.reasons), created_by=created_by, prompt_source=origin,
+            criteria=list(draft.criteria), criteria_required=draft.criteria_required, reviewers=list(draft.reviewers))
         return self._campaign_row(campaign.campaign_id)
 
     def campaign_progress(self, campaign_id: str) -> CampaignProgress:
-        """Totals, per-labeller counts and agreement between labellers (names contestants: admin)."""
+        """Totals, per-labeller counts and agreement between labellers, overall and per rubric
+        criterion (names contestants: admin)."""
         return self.runtime.campaigns.progress(campaign_id)
 
     def toggle_campaign(self, campaign_id: str) -> CampaignRow:
@@ -441,6 +445,9 @@ class Actions:
 
 def _run_view(run: RunRecord) -> RunView:
     """What a run's stored record says, before its events are read."""
+    checkpoint = run.metrics.get("checkpoint") or {}  # what registering did (TrainingRunner)
+    in_arena = bool(checkpoint.get("in_arena") or checkpoint.get("joins_at_start")) if checkpoint else None
     return RunView(run_id=run.run_id, name=run.name, status=run.status, error=run.error, wandb=run.wandb,
                    started_at=run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else None,
-                   final_loss=run.metrics.get("final_loss"), steps_done=run.metrics.get("steps"))
+                   final_loss=run.metrics.get("final_loss"), steps_done=run.metrics.get("steps"),
+                   in_arena=in_arena, arena_note=checkpoint.get("reason"))

@@ -53,6 +53,8 @@ class RunView:
     log_tail: str = ""
     wandb: str | None = None
     adapter: str | None = None           # the adapter directory, once written
+    in_arena: bool | None = None         # when registered: published (in the arena, or joins it at the app's start)
+    arena_note: str | None = None        # why it did not though the run asked to (a stopped run waits to be published)
     started_at: str | None = None
     final_loss: float | None = None
     steps_done: int | None = None
@@ -136,6 +138,7 @@ class FilterChoices:
     categories: list[str]
     campaigns: list[tuple[str, str]]     # (name, campaign id)
     checkpoints: list[str]
+    criteria: list[str] = field(default_factory=list)  # rubric criteria with a board of their own
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,9 @@ class CampaignDraft:
     limit: int | None = None             # use the first N prompts
     rubric: str = ""
     reasons: list[str] = field(default_factory=list)
+    criteria: list[str] = field(default_factory=list)   # rubric criteria (slugs) judged A / B / tie besides the vote
+    criteria_required: bool = False                     # refuse a vote without every criterion's verdict
+    reviewers: list[str] = field(default_factory=list)  # logins it is open to; empty: every labeller
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,9 @@ class CampaignRow:
     done: int
     slots: int
     contestants: list[str]
+    criteria: list[str] = field(default_factory=list)
+    criteria_required: bool = False
+    reviewers: list[str] = field(default_factory=list)  # empty: open to every labeller
 
 
 @dataclass(frozen=True)

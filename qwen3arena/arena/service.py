@@ -9,7 +9,13 @@ conversation is the only one, a browser's copy is never read back.
 A page (a browser session) holds one battle at a time: starting a battle for a session closes
 its previous one, and a vote from a session must name the battle that session holds, so a vote
 only ever goes to the battle the voter sees (a closed battle's late frames cannot bring it back
-to life). Answers are capped in characters and seconds (ArenaSettings); a capped answer is kept,
+to life).
+
+Undo without bias (docs/arena.md): cast() stores the vote at once but shows no name; for
+`undo_window_s` the same voter on the same page may undo() it (the battle is votable again), and
+the names come only from reveal(), which makes the vote final (the page calls it when the window
+closes, or early on "Show the models"). Nothing counts a vote before it is final. repair() keeps
+the voter's own better answer with their vote, within `repair_window_s`. Answers are capped in characters and seconds (ArenaSettings); a capped answer is kept,
 shown as cut off, and stored with finish_reason CUT_OFF, which the harvest never uses.
 """
 
@@ -21,6 +27,7 @@ import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -32,11 +39,15 @@ from qwen3arena.arena.sampling import model_weights
 from qwen3arena.config import ArenaSettings
 from qwen3arena.serve import ChatResult, Contestant, ContestantPool, Delta, stream_chat
 from qwen3arena.serve.chat import CUT_OFF, ChatError, CutOff, EndpointTimeout, classify
-from qwen3arena.store import BattleRecord, Execute, Outcome, Store, VoteRejected
+from qwen3arena.store import (
+    BattleRecord, Execute, NotYourVote, Outcome, RepairRejected, Store, UndoRejected, VoteFinal, VoteRecord,
+    VoteRejected, utcnow,
+)
 
 # How long past max_answer_s the arena waits for a side whose endpoint sends nothing at all
 # (stream_chat checks the cap between chunks; a silent endpoint is cut here).
 DEADLINE_GRACE_S = 2.0
+MAX_EXPIRED_IDS = 10_000  # remembered so a late vote is told why (ids only: ~1 MB at most)
 
 
 class ArenaError(Refused, ValueError):
@@ -90,6 +101,40 @@ class Reveal:
     identity_leak: bool
 
 
+@dataclass(frozen=True)
+class Ballot:
+    """A vote just recorded, as its voter may see it before the reveal: no names. `undo_s`:
+    seconds left to undo it (0: final; the names may be shown). `preferred`: the preferred
+    answer's text, what a repair starts from (None for a tie or both bad)."""
+
+    battle_id: str
+    vote_id: str
+    outcome: Outcome
+    undo_s: float
+    preferred: str | None = None
+
+
+@dataclass(frozen=True)
+class Undone:
+    """A vote taken back: the battle is votable again."""
+
+    battle_id: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """A repair kept with its vote (what the Data tab shows and the harvest trains on)."""
+
+    battle_id: str
+    vote_id: str
+    outcome: Outcome
+    repair: str
+    original: str | None               # the preferred answer it replaces (None: tie, both bad)
+    repaired_by: str
+    repaired_at: Any
+
+
 @dataclass
 class _Live:
     """One side's turn in flight. Its answering thread writes only here, so once the arena has
@@ -124,6 +169,9 @@ class _Battle:
     campaign_id: str | None = None
     prompt_id: str | None = None
     session: str | None = None
+    ballot: VoteRecord | None = None  # a vote cast, not revealed yet (it may still be undone)
+    ballot_lock: threading.Lock = field(default_factory=threading.Lock)  # cast, undo, reveal in turn
+    touched: float = field(default_factory=time.monotonic)  # last message or vote (idle expiry)
 
 
 class Arena:
@@ -135,6 +183,8 @@ class Arena:
         self._rng = rng or random.SystemRandom()
         self._battles: dict[str, _Battle] = {}
         self._current: dict[str, str] = {}   # session -> the battle its page holds
+        self._expired: OrderedDict[str, None] = OrderedDict()  # recent idle-closed ids, for the message
+        self._last_sweep = time.monotonic()
         self._lock = threading.Lock()
 
     # -- battles ----------------------------------------------------------------------------
@@ -161,6 +211,8 @@ class Arena:
             self.store.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
         )
         left, right = draw_pair(self.store, self.settings, weights, self._rng, self.target_pairs())
+        if time.monotonic() - self._last_sweep > min(60.0, self.settings.battle_idle_s / 4):
+            self.expire_idle()
         battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])),
                          campaign_id=campaign_id, prompt_id=prompt_id, session=session)
         with self._lock:
@@ -217,12 +269,14 @@ class Arena:
             raise StillAnswering("Both models are still answering your last message; wait for them to "
                                  "finish, then send this one (it was not sent).")
         try:
+            self._check_no_ballot(battle)
             if battle.record is not None and battle.record.status == "error":
                 raise ArenaError("A model failed in this battle: press Regenerate or start a new round.")
             for side in battle.sides:
                 side.messages.append({"role": "user", "content": text})
             yield from self._run_turn(battle)
         finally:
+            battle.touched = time.monotonic()  # idle from the end of the answers
             battle.busy.release()
 
     def regenerate(self, battle_id: str | None) -> Iterator[TurnView]:
@@ -233,6 +287,7 @@ class Arena:
         if not battle.busy.acquire(blocking=False):
             raise StillAnswering("Both models are still answering; wait for them to finish.")
         try:
+            self._check_no_ballot(battle)
             if not battle.sides[0].messages:
                 raise NoBattle("Nothing to regenerate yet.")
             for side in battle.sides:
@@ -242,19 +297,38 @@ class Arena:
                 del side.metrics[len(_user_turns(side)) - 1:]
             yield from self._run_turn(battle)
         finally:
+            battle.touched = time.monotonic()  # idle from the end of the answers
             battle.busy.release()
 
     def vote(self, battle_id: str | None, outcome: Outcome, voter: str,
              reason: str | None = None, comment: str | None = None,
              then: Callable[[Execute], None] | None = None, session: str | None = None) -> Reveal:
-        """Records the battle's only vote and reveals the names. Nothing is written on refusal.
-        `then` runs in the vote's transaction (a campaign closes its slot; see Store.record_vote).
+        """Records the battle's only vote and reveals the names at once: the vote is final, no
+        undo (a campaign's vote, scripts). Nothing is written on refusal. `then` runs in the
+        vote's transaction (a campaign closes its slot; see Store.record_vote). The checks are
+        cast()'s."""
+        vote = self._record(battle_id, outcome, voter, reason, comment, then, session, undo_window_s=0.0)
+        return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
+
+    def cast(self, battle_id: str | None, outcome: Outcome, voter: str, session: str | None = None,
+             reason: str | None = None, comment: str | None = None) -> Ballot:
+        """Records the battle's only vote, and shows no name: for `undo_window_s` the voter may
+        undo() it from the same page; reveal() gives the names and makes it final (at once when
+        the window is 0). Nothing is written on refusal.
 
         With a `session` (a page), the vote must be for the battle that session holds:
         `battle_id` is the one the page shows (None: whatever it holds, for API callers without
         a page). A battle no longer live (voted, closed by a new round, left by a restart) is
         refused with BattleClosed, saying which. Without a session (a campaign, whose slot names
         its battle) a battle not live here is left to the store's checks."""
+        vote = self._record(battle_id, outcome, voter, reason, comment, None, session,
+                            undo_window_s=self.settings.undo_window_s)
+        return Ballot(vote.battle_id, vote.vote_id, vote.outcome, self._undo_left(vote),
+                      self.preferred_answer(vote.battle_id, vote.outcome))
+
+    def _record(self, battle_id: str | None, outcome: Outcome, voter: str, reason: str | None,
+                comment: str | None, then: Callable[[Execute], None] | None, session: str | None,
+                undo_window_s: float) -> VoteRecord:
         with self._lock:
             current = self._current.get(session) if session is not None else None
             battle_id = battle_id or current
@@ -267,16 +341,134 @@ class Arena:
             # battle) the store decides, but a restart's leftover says so in words of its own
             if session is not None or record is None or record.status == "interrupted":
                 raise self._gone(battle_id, record)
-        else:
+            return self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
+        if session is not None and battle.session != session:
+            raise BattleClosed("This battle is not the one open on your page, so the vote was not counted.")
+        if battle.busy.locked():
+            raise StillAnswering("Wait until both answers are complete before voting.")
+        with battle.ballot_lock:  # a double click waits here, then meets the vote already cast
+            if battle.ballot is not None:
+                raise BattleClosed("This battle already has your vote (undo it first to change it).")
+            vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then, undo_window_s)
+            if undo_window_s > 0:
+                battle.ballot = vote  # the page holds it until the reveal
+                return vote
+        with self._lock:
+            self._close_locked(battle)
+        return vote
+
+    def pending(self, session: str) -> Ballot | None:
+        """The vote the page cast and has not revealed yet, with the seconds left to undo it."""
+        with self._lock:
+            battle = self._battles.get(self._current.get(session, ""))
+        vote = battle.ballot if battle is not None else None
+        if vote is None:
+            return None
+        return Ballot(vote.battle_id, vote.vote_id, vote.outcome, self._undo_left(vote))
+
+    def reveal(self, battle_id: str | None, voter: str, session: str | None = None) -> Reveal:
+        """The names of the voter's own voted battle. The vote is final from here on (the undo
+        window ends now if it was still open) and the battle is closed. Refused: no vote (never
+        cast, or undone), someone else's vote or page."""
+        with self._lock:
+            battle_id = battle_id or (self._current.get(session) if session is not None else None)
+            battle = self._battles.get(battle_id or "")
+        if not battle_id:
+            raise NoBattle("There is no vote to reveal: vote first.")
+        if battle is not None and battle.ballot is not None:
             if session is not None and battle.session != session:
-                raise BattleClosed("This battle is not the one open on your page, so the vote was not counted.")
-            if battle.busy.locked():
-                raise StillAnswering("Wait until both answers are complete before voting.")
-        vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
-        if battle is not None:
+                raise NotYourVote("This vote was cast on another page.")
+            with battle.ballot_lock:
+                vote = self.store.get_vote(battle_id)
+                if vote is None or vote.voter != voter:
+                    raise NotYourVote("This vote is not yours.") if vote else NoBattle("There is no vote to reveal.")
+                vote = self.store.reveal_vote(battle_id) or vote
+                battle.ballot = None
             with self._lock:
                 self._close_locked(battle)
+            return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
+        vote = self.store.get_vote(battle_id)
+        if vote is None:
+            raise NoBattle("There is no vote to reveal on this battle: vote first.")
+        if vote.voter != voter:
+            raise NotYourVote("This vote is not yours.")
+        vote = self.store.reveal_vote(battle_id) or vote  # shown again, or after a restart: final now
         return Reveal(vote.model_a, vote.model_b, vote.outcome, vote.identity_leak)
+
+    def undo(self, battle_id: str | None, voter: str, session: str | None = None) -> Undone:
+        """Takes back the voter's vote before its names were shown, within `undo_window_s`; the
+        battle is votable again (and may be chatted on). Refused, nothing changed: UndoRejected
+        (no vote: never cast, or undone already), NotYourVote (another voter or page),
+        VoteFinal (revealed, or the window closed)."""
+        with self._lock:
+            battle_id = battle_id or (self._current.get(session) if session is not None else None)
+            battle = self._battles.get(battle_id or "")
+        if battle is None or battle.ballot is None:
+            vote = self.store.get_vote(battle_id) if battle_id else None
+            if vote is None:
+                raise UndoRejected("There is no vote to undo (it was undone already, or never cast).")
+            if vote.voter != voter or (battle is not None and session is not None and battle.session != session):
+                raise NotYourVote("This vote is not yours, so you cannot undo it.")
+            raise VoteFinal("This vote is final: the models were shown, or its undo time ran out.")
+        if session is not None and battle.session != session:
+            raise NotYourVote("This vote was cast on another page, so it cannot be undone here.")
+        with battle.ballot_lock:
+            if battle.ballot is None:  # a second click, or the reveal, came first
+                raise UndoRejected("There is no vote to undo (it was undone already, or the models were shown).")
+            vote = self.store.undo_vote(battle.battle_id, voter)
+            battle.ballot = None
+            if battle.record is not None:
+                battle.record = dataclasses.replace(battle.record, status="ready")
+        return Undone(vote.battle_id, vote.outcome)
+
+    def preferred_answer(self, battle_id: str, outcome: Outcome | None = None) -> str | None:
+        """The last answer the vote preferred (what a repair starts from); None for a tie or both
+        bad, which prefer neither."""
+        if outcome is None:
+            vote = self.store.get_vote(battle_id)
+            outcome = vote.outcome if vote else None
+        if outcome not in ("model_a", "model_b"):
+            return None
+        record = self.store.get_battle(battle_id)
+        if record is None:
+            return None
+        conversation = record.conversation_a if outcome == "model_a" else record.conversation_b
+        answers = [m.get("content") for m in conversation if m.get("role") == "assistant"]
+        return answers[-1] if answers and isinstance(answers[-1], str) else None
+
+    def repair(self, battle_id: str | None, voter: str, text: str | None) -> Repaired:
+        """Keeps the voter's own better answer with their vote: an edit of the preferred answer,
+        or an answer written when both were bad (plain text, at most `max_repair_chars`), within
+        `repair_window_s` of the vote; a later repair replaces an earlier one. Refused, nothing
+        kept: RepairRejected (empty, too long, no vote, too late), NotYourVote."""
+        answer = (text or "").strip()
+        if not answer:
+            raise RepairRejected("Write the better answer first: an empty repair is not kept.")
+        limit = self.settings.max_repair_chars
+        if len(answer) > limit:
+            raise RepairRejected(f"Your answer has {len(answer):,} characters; the limit is {limit:,}. "
+                                 "Shorten it and save again (nothing was kept).")
+        vote = self.store.get_vote(battle_id) if battle_id else None
+        if vote is None:
+            raise RepairRejected("There is no vote to repair: vote first, then repair.")
+        if vote.voter != voter:
+            raise NotYourVote("You can only repair your own vote.")
+        saved = self.store.repair_vote(vote.battle_id, vote.vote_id, voter, answer,
+                                       self.preferred_answer(vote.battle_id, vote.outcome),
+                                       self.settings.repair_window_s)
+        return Repaired(saved.battle_id, saved.vote_id, saved.outcome, saved.repair or "", saved.repair_original,
+                        saved.repaired_by or voter, saved.repaired_at)
+
+    @staticmethod
+    def _undo_left(vote: VoteRecord) -> float:
+        if vote.final_at is None:
+            return 0.0
+        return max(0.0, (vote.final_at - utcnow()).total_seconds())
+
+    @staticmethod
+    def _check_no_ballot(battle: _Battle) -> None:
+        if battle.ballot is not None:
+            raise ArenaError("You voted on this battle: undo your vote to go on, or start a new round.")
 
     def reveal_after_error(self, battle_id: str) -> tuple[str, str, str]:
         """Names and error details of a battle that failed and so can never be voted."""
@@ -346,7 +538,24 @@ class Arena:
             battle = self._battles.get(battle_id)
         if battle is None:
             raise self._gone(battle_id)
+        battle.touched = time.monotonic()
         return battle
+
+    def expire_idle(self) -> int:
+        """Closes the live battles untouched for `battle_idle_s` (neither answering nor holding
+        a vote that may still be undone); returns how many. Runs from start_battle at most every
+        minute, so a busy arena keeps its memory flat without a thread of its own."""
+        now = time.monotonic()
+        with self._lock:
+            self._last_sweep = now
+            idle = [b for b in self._battles.values()
+                    if now - b.touched > self.settings.battle_idle_s and not b.busy.locked() and b.ballot is None]
+            for battle in idle:
+                self._close_locked(battle)
+                self._expired[battle.battle_id] = None
+            while len(self._expired) > MAX_EXPIRED_IDS:
+                self._expired.popitem(last=False)
+        return len(idle)
 
     def _gone(self, battle_id: str, record: BattleRecord | None = None) -> BattleClosed:
         """Why a battle is not live, from its stored record."""
@@ -360,6 +569,11 @@ class Arena:
                                 "vote. Nothing was lost: its answers are kept. Start a new round.")
         if record.status == "error":
             return BattleClosed("A model failed in this battle, so it cannot be voted. Start a new round.")
+        if battle_id in self._expired:
+            minutes = max(1, round(self.settings.battle_idle_s / 60))
+            return BattleClosed(f"This battle sat idle for over {minutes} minute{'s' if minutes > 1 else ''} and was "
+                                "closed, so it cannot be voted (nothing was recorded; its answers are kept). "
+                                "Start a new round.")
         return BattleClosed("This battle was closed when a new round started, so it cannot be voted "
                             "(nothing was recorded).")
 
@@ -552,5 +766,6 @@ def voter_id(username: str | None, session_hash: str | None) -> str:
     return f"anon:{(session_hash or 'unknown')[:12]}"
 
 
-__all__ = ["Arena", "ArenaError", "BattleClosed", "Cancelled", "EmptyAnswer", "NoBattle", "Reveal",
-           "StillAnswering", "TurnView", "voter_id"]
+__all__ = ["Arena", "ArenaError", "Ballot", "BattleClosed", "Cancelled", "EmptyAnswer", "NoBattle",
+           "NotYourVote", "Repaired", "RepairRejected", "Reveal", "StillAnswering", "TurnView", "UndoRejected",
+           "Undone", "VoteFinal", "voter_id"]

@@ -9,6 +9,8 @@ from qwen3arena.campaigns.prompts import (
     shipped_prompt_sets,
 )
 from qwen3arena.campaigns.service import (
+    MAX_CRITERIA,
+    VERDICTS,
     Assignment,
     Campaign,
     CampaignError,
@@ -16,10 +18,14 @@ from qwen3arena.campaigns.service import (
     LabellerView,
     MyProgress,
     Progress,
+    check_criteria,
+    check_reviewers,
+    check_verdicts,
 )
 
 __all__ = [
     "AgreementReport", "Assignment", "Campaign", "CampaignError", "CampaignPrompt", "CampaignService",
     "LabellerView", "MyProgress", "Progress", "PromptFileError", "agreement", "cohen_kappa", "fleiss_kappa",
     "load_shipped", "parse_prompt_jsonl", "percent_agreement", "shipped_prompt_sets",
+    "MAX_CRITERIA", "VERDICTS", "check_criteria", "check_reviewers", "check_verdicts",
 ]

@@ -4,14 +4,16 @@ Store.atomic (the store's lock and transactions); the service holds the rules, n
 
 A battle slot closes inside its vote's transaction (`close_slot` is handed to
 Store.record_vote through Arena.vote), so a vote and its slot are written together or not at all.
+Rubric verdicts (campaign_verdicts, migration 9) are written in that same transaction (or the
+review's), and every read of them joins the vote or review they came with.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from qwen3arena.campaigns.prompts import CampaignPrompt
 from qwen3arena.errors import Refused
@@ -35,6 +37,13 @@ class Campaign:
     prompt_source: str | None
     created_by: str | None
     prompts: int
+    criteria: list[str] = field(default_factory=list)   # rubric criteria (slugs), asked besides the vote
+    criteria_required: bool = False                     # a vote without every criterion's verdict is refused
+    reviewers: list[str] = field(default_factory=list)  # logins it is open to; empty: every labeller
+
+    def open_to(self, labeller: str) -> bool:
+        """Whether this labeller (a voter id: user:<login>) may take the campaign's prompts."""
+        return not self.reviewers or labeller in {f"user:{name}" for name in self.reviewers}
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,15 @@ class MyProgress:
 
 
 _CAMPAIGN_COLUMNS = ("campaign_id", "name", "status", "contestants", "votes_per_prompt", "overlap",
-                     "rubric", "reasons", "prompt_source", "created_by")
+                     "rubric", "reasons", "prompt_source", "created_by", "criteria", "criteria_required",
+                     "reviewers")
 _SELECT_CAMPAIGNS = (f"SELECT {', '.join(_CAMPAIGN_COLUMNS)}, (SELECT count(*) FROM campaign_prompts p "
                      "WHERE p.campaign_id = c.campaign_id) FROM campaigns c ")
 _SLOT = "campaign_id = ? AND prompt_id = ? AND slot = ?"
+# a verdict (alias d) counts while the vote or review it came with exists
+_VERDICT_KEPT = ("(CASE d.source WHEN 'vote' THEN EXISTS (SELECT 1 FROM votes v WHERE v.vote_id = d.vote_id) "
+                 "ELSE EXISTS (SELECT 1 FROM campaign_reviews r WHERE r.battle_id = d.battle_id "
+                 "AND r.labeller = d.labeller) END)")
 
 
 class CampaignStore:
@@ -73,10 +87,13 @@ class CampaignStore:
         with self.store.atomic() as execute:
             if execute("SELECT 1 FROM campaigns WHERE name = ?", [campaign.name]):
                 raise CampaignError(f"A campaign named {campaign.name!r} already exists.")
-            execute("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            execute("INSERT INTO campaigns (campaign_id, name, created_at, created_by, status, contestants, "
+                    "votes_per_prompt, overlap, rubric, reasons, prompt_source, criteria, criteria_required, "
+                    "reviewers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [campaign.campaign_id, campaign.name, created_at, campaign.created_by, campaign.status,
                      json.dumps(campaign.contestants), campaign.votes_per_prompt, campaign.overlap,
-                     campaign.rubric, json.dumps(campaign.reasons), campaign.prompt_source])
+                     campaign.rubric, json.dumps(campaign.reasons), campaign.prompt_source,
+                     json.dumps(campaign.criteria), campaign.criteria_required, json.dumps(campaign.reviewers)])
             for position, prompt in enumerate(prompts):
                 execute("INSERT INTO campaign_prompts VALUES (?, ?, ?, ?)",
                         [campaign.campaign_id, prompt.prompt_id, position, prompt.text])
@@ -175,15 +192,76 @@ class CampaignStore:
                     "AND kind = 'review'", [assignment.battle_id, assignment.campaign_id, assignment.prompt_id])
 
     def record_review(self, assignment: Assignment, labeller: str, outcome: Outcome, reason: str | None,
-                      comment: str | None) -> None:
-        """A review (overlap judgement) and its slot's close, in one transaction."""
+                      comment: str | None, verdicts: Mapping[str, str] | None = None) -> None:
+        """A review (overlap judgement), its rubric verdicts and its slot's close, in one transaction."""
         with self.store.atomic() as execute:
             if execute("SELECT 1 FROM campaign_reviews WHERE battle_id = ? AND labeller = ?",
                        [assignment.battle_id, labeller]):
                 raise CampaignError("You already judged this battle.")
             execute("INSERT INTO campaign_reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [assignment.campaign_id, assignment.battle_id, labeller, outcome, reason, comment, utcnow()])
+            self.record_verdicts(execute, assignment, labeller, "review", verdicts or {})
             self.close_slot(execute, assignment, labeller)
+
+    # -- rubric verdicts (migration 9) --------------------------------------------------------
+
+    @staticmethod
+    def record_verdicts(execute: Execute, assignment: Assignment, labeller: str, source: str,
+                        verdicts: Mapping[str, str]) -> None:
+        """The labeller's verdict per criterion, inside the caller's transaction (the vote's, or
+        the review's): they are written with their judgement or not at all. A vote's verdicts
+        carry its vote id; verdicts a labeller left on the battle with an earlier vote since
+        undone are replaced."""
+        columns = "campaign_id, battle_id, labeller, source, vote_id, criterion, verdict, created_at"
+        if source == "vote":
+            execute("DELETE FROM campaign_verdicts WHERE battle_id = ? AND labeller = ? AND source = 'vote'",
+                    [assignment.battle_id, labeller])
+        now = utcnow()
+        for criterion, verdict in verdicts.items():
+            if source == "review":
+                execute(f"INSERT INTO campaign_verdicts ({columns}) VALUES (?, ?, ?, 'review', NULL, ?, ?, ?)",
+                        [assignment.campaign_id, assignment.battle_id, labeller, criterion, verdict, now])
+                continue
+            # a vote's verdict takes its vote id from the vote written just before, in this transaction
+            if not execute(f"INSERT INTO campaign_verdicts ({columns}) SELECT ?, battle_id, voter, 'vote', vote_id, "
+                           "?, ?, ? FROM votes WHERE battle_id = ? AND voter = ? RETURNING criterion",
+                           [assignment.campaign_id, criterion, verdict, now, assignment.battle_id, labeller]):
+                raise CampaignError("The vote these verdicts belong to was not written; nothing was kept.")
+
+    def criterion_judgements(self, campaign_id: str | None = None,
+                             criterion: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
+        """criterion -> battle -> labeller -> verdict, over votes and reviews (what agreement is
+        computed from); narrowed to one campaign and one criterion when given. A verdict counts
+        only while the vote or review it came with exists."""
+        judged: dict[str, dict[str, dict[str, str]]] = {}
+        for name, battle_id, labeller, verdict in self.store.execute(
+                f"SELECT d.criterion, d.battle_id, d.labeller, d.verdict FROM campaign_verdicts d "
+                f"WHERE {_VERDICT_KEPT} AND (? IS NULL OR d.campaign_id = ?) AND (? IS NULL OR d.criterion = ?) "
+                "ORDER BY d.criterion, d.battle_id, d.labeller", [campaign_id, campaign_id, criterion, criterion]):
+            judged.setdefault(name, {}).setdefault(battle_id, {})[labeller] = verdict
+        return judged
+
+    def criterion_votes(self, criterion: str, voter: str | None = None, since: datetime | None = None,
+                        before: datetime | None = None, campaign_id: str | None = None) -> list[tuple]:
+        """A criterion's verdicts given with votes, as the scoreboard reads votes: (battle_id,
+        model_a, model_b, verdict as the outcome, identity_leak, voter, created_at), oldest first,
+        narrowed by whichever filters are given. Reviews are left out, as in the overall ratings."""
+        return self.store.execute(
+            "SELECT v.battle_id, v.model_a, v.model_b, d.verdict, v.identity_leak, v.voter, v.created_at "
+            "FROM campaign_verdicts d JOIN votes v ON v.vote_id = d.vote_id "
+            "WHERE d.source = 'vote' AND d.criterion = ? AND (? IS NULL OR v.voter = ?) "
+            "AND (?::TIMESTAMPTZ IS NULL OR v.created_at >= ?) AND (?::TIMESTAMPTZ IS NULL OR v.created_at < ?) "
+            "AND (? IS NULL OR v.campaign_id = ?) ORDER BY v.created_at",
+            [criterion, voter, voter, since, since, before, before, campaign_id, campaign_id])
+
+    def verdicts_of(self, battle_id: str) -> dict[str, dict[str, str]]:
+        """labeller -> criterion -> verdict on one battle (kept ones only)."""
+        found: dict[str, dict[str, str]] = {}
+        for labeller, name, verdict in self.store.execute(
+                f"SELECT d.labeller, d.criterion, d.verdict FROM campaign_verdicts d WHERE {_VERDICT_KEPT} "
+                "AND d.battle_id = ? ORDER BY d.labeller, d.criterion", [battle_id]):
+            found.setdefault(labeller, {})[name] = verdict
+        return found
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -246,4 +324,7 @@ def _campaign(row: tuple) -> Campaign:
     data = dict(zip(_CAMPAIGN_COLUMNS, row[:-1]))
     data["contestants"] = json.loads(data["contestants"])
     data["reasons"] = json.loads(data["reasons"])
+    data["criteria"] = json.loads(data["criteria"] or "[]")
+    data["criteria_required"] = bool(data["criteria_required"])
+    data["reviewers"] = json.loads(data["reviewers"] or "[]")
     return Campaign(**data, prompts=int(row[-1]))

@@ -14,6 +14,8 @@ from qwen3arena.harvest.rules import (
     VotedBattle,
     harvest,
     preference_pair,
+    repair_conversation,
+    repair_pairs,
 )
 from qwen3arena.harvest.service import (
     BattleFilters,
@@ -29,5 +31,5 @@ from qwen3arena.harvest.service import (
 __all__ = [
     "BattleFilters", "BattleRow", "Harvest", "HarvestError", "HarvestRules", "Harvester", "LineageEntry",
     "RoundExport", "RoundPreview", "RoundRecord", "SourcedRow", "VotedBattle", "harvest", "lineage", "lineage_frame",
-    "load_prompt_categories", "preference_pair",
+    "load_prompt_categories", "preference_pair", "repair_conversation", "repair_pairs",
 ]

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from qwen3arena.ratings import RatingDifference
 from qwen3arena.store import Store
+
+if TYPE_CHECKING:
+    from qwen3arena.scoreboard import Scoreboard
 
 COLUMNS = ["round", "checkpoint", "parent", "method", "data", "rows", "run", "rating", "lower", "upper",
            "votes", "vs parent"]
@@ -32,29 +37,25 @@ class LineageEntry:
     lower: float | None
     upper: float | None
     votes: int
+    vs_parent: RatingDifference | None = None  # this checkpoint's rating minus its parent's
 
-    def change_vs(self, parent: "LineageEntry | None") -> str:
-        """'+12 (better)' when the intervals do not overlap, else the difference and 'unclear'."""
-        if parent is None or self.rating is None or parent.rating is None:
+    def change_vs_parent(self) -> str:
+        """'+40 [+12, +68] (better)': the difference and its 95% interval; 'better' or 'worse'
+        only when the interval excludes 0 and each has enough votes (RatingDifference.verdict)."""
+        d = self.vs_parent
+        if d is None:
             return ""
-        diff = self.rating - parent.rating
-        verdict = "unclear"
-        if None not in (self.lower, self.upper, parent.lower, parent.upper):
-            if self.lower > parent.upper:  # type: ignore[operator]
-                verdict = "better"
-            elif self.upper < parent.lower:  # type: ignore[operator]
-                verdict = "worse"
-        return f"{diff:+.0f} ({verdict})"
+        return f"{d.difference:+.0f} [{d.lower:+.0f}, {d.upper:+.0f}] ({d.verdict})"
 
 
-def lineage(store: Store, ratings: pd.DataFrame | None = None) -> list[LineageEntry]:
-    """Every checkpoint with its round and human rating. `ratings` (model, rating, lower, upper,
-    votes) defaults to the scoreboard's, with its default filters."""
-    if ratings is None:
+def lineage(store: Store, board: "Scoreboard | None" = None) -> list[LineageEntry]:
+    """Every checkpoint with its round, human rating and change against its parent, from
+    `board` (default: the scoreboard with its default filters)."""
+    if board is None:
         from qwen3arena.scoreboard import build_scoreboard
 
         board = build_scoreboard(store)
-        ratings = board.intervals.merge(board.table[["model", "votes"]], on="model", how="left")
+    ratings = board.intervals.merge(board.table[["model", "votes"]], on="model", how="left")
     ratings_by_model = {row.model: row for row in ratings.itertuples()} if len(ratings) else {}
     runs = {}
     for r in reversed(store.list_runs(limit=None)):  # oldest first: a name's latest run wins
@@ -66,10 +67,11 @@ def lineage(store: Store, ratings: pd.DataFrame | None = None) -> list[LineageEn
         run = runs.get(name)
         rating = ratings_by_model.get(name)
         config = run[4] if run else {}
+        parent = run[3] if run else None
         entries.append(LineageEntry(
             round=int(run[2]) if run and run[2] is not None else 0,
             checkpoint=name,
-            parent=run[3] if run else None,
+            parent=parent,
             method=config.get("method", "sft") if run else None,
             data=Path(config["dataset"]).parent.name + "/" + Path(config["dataset"]).name
             if config.get("dataset") else None,
@@ -77,15 +79,15 @@ def lineage(store: Store, ratings: pd.DataFrame | None = None) -> list[LineageEn
             run_status=run[1] if run else None,
             rating=_number(rating, "rating"), lower=_number(rating, "lower"), upper=_number(rating, "upper"),
             votes=int(getattr(rating, "votes", 0) or 0) if rating is not None else 0,
+            vs_parent=board.difference(name, parent) if parent else None,
         ))
     return sorted(entries, key=lambda e: (e.round, e.checkpoint))
 
 
 def lineage_frame(entries: list[LineageEntry]) -> pd.DataFrame:
-    by_name = {e.checkpoint: e for e in entries}
     rows = [[e.round, e.checkpoint, e.parent or "", e.method or "", e.data or "", e.rows if e.rows is not None else "",
              e.run_status or "", _fmt(e.rating), _fmt(e.lower), _fmt(e.upper), e.votes,
-             e.change_vs(by_name.get(e.parent or ""))] for e in entries]
+             e.change_vs_parent()] for e in entries]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -13,6 +13,16 @@ The rules (docs/harvest.md says the same for people):
 * A tie gives nothing by default (``ties="skip"``); with ``ties="both"`` both answers become
   SFT examples (the voter found them equally good) and never a pair.
 * "Both bad" never gives data: there is no answer to imitate and no better side.
+* A *repair* (the voter's own better answer, kept with the vote) replaces what the vote would
+  give. Decisive vote: SFT = the winner's conversation with the repair as its last answer;
+  pairs (single-turn) chosen = repair, rejected = the loser's answer, and where the repair
+  differs from the winner's answer a second pair, rejected = the winner's (original) answer.
+  Tie or both bad: SFT = the shared conversation with the repair as its answer, pairs chosen =
+  repair and each answer rejected (both were judged no better than each other, and the voter
+  wrote a better one), whatever ``ties`` says; in a multi-turn battle the two sides answered
+  different conversations, so a tie's or a both-bad repair gives nothing ("repair without a
+  shared conversation"). Pairs never hold the same answer twice. Every other rule (leaks,
+  unfinished answers, exclusions, the judge filter) applies as without a repair.
 * Never harvested: battles with an identity leak (the vote may not have been blind), battles
   not in the voted state (errors, interruptions), any answer that did not finish
   (``finish_reason`` other than ``stop``: cut off by the token limit, or aborted), empty answers,
@@ -65,6 +75,10 @@ class VotedBattle:
     excluded: str | None = None           # an admin's reason for leaving it out
     voter: str = ""
     created_at: Any = None
+    repair: str | None = None             # the voter's own better answer (plain text)
+    repair_original: str | None = None    # the preferred answer it replaced (None: tie, both bad)
+    repaired_by: str | None = None
+    repaired_at: Any = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ class SourcedRow:
     row: dict[str, Any]
     battle_id: str
     vote_id: str
-    side: str                              # model_a | model_b | pair
+    side: str                              # model_a | model_b | pair | repair | repair>model_a | repair>model_b
 
 
 @dataclass
@@ -108,13 +122,16 @@ def exclusion_reason(battle: VotedBattle, rules: HarvestRules) -> str | None:
         return f"battle {battle.status}"
     if battle.identity_leak:
         return "identity leak"
-    if battle.outcome == "both_bad":
+    repaired = bool(battle.repair and battle.repair.strip())
+    if battle.outcome == "both_bad" and not repaired:
         return "both bad"
-    if battle.outcome == "tie" and rules.ties == "skip":
+    if battle.outcome == "tie" and rules.ties == "skip" and not repaired:
         return "tie"
     if not _complete(battle.conversation_a, battle.finish_reasons_a) or \
             not _complete(battle.conversation_b, battle.finish_reasons_b):
         return "unfinished answer"
+    if repaired and repair_conversation(battle) is None:
+        return "repair without a shared conversation"
     if rules.judge_agrees_only:
         if battle.judge_outcome is None:
             return "no judge verdict"
@@ -134,6 +151,9 @@ def harvest(battles: Sequence[VotedBattle], rules: HarvestRules) -> Harvest:
         reason = exclusion_reason(battle, rules)
         if reason:
             result.excluded[battle.battle_id] = reason
+            continue
+        if battle.repair and battle.repair.strip():
+            _harvest_repair(battle, result, seen_sft, seen_pairs)
             continue
         sides = ["model_a", "model_b"] if battle.outcome == "tie" else [battle.outcome]
         for side in sides:
@@ -165,6 +185,66 @@ def preference_pair(battle: VotedBattle) -> dict[str, Any] | None:
     if content_key(chosen[-1]) == content_key(rejected[-1]):
         return None  # the same answer twice teaches no preference
     return {"prompt": chosen[:-1], "chosen": [chosen[-1]], "rejected": [rejected[-1]]}
+
+
+def repair_conversation(battle: VotedBattle) -> list[dict[str, Any]] | None:
+    """The conversation the repair answers, with the repair as its last answer: the winner's
+    (decisive vote), or the one both sides answered (tie, both bad; None when they answered
+    different conversations: a multi-turn battle)."""
+    a, b = _clean(battle.conversation_a), _clean(battle.conversation_b)
+    if battle.outcome in ("model_a", "model_b"):
+        base = a if battle.outcome == "model_a" else b
+    elif a and b and a[:-1] == b[:-1]:
+        base = a
+    else:
+        return None
+    if not base or base[-1]["role"] != "assistant":
+        return None
+    return [*base[:-1], {"role": "assistant", "content": (battle.repair or "").strip()}]
+
+
+def repair_pairs(battle: VotedBattle) -> list[tuple[str, dict[str, Any]]]:
+    """(side rejected, pair) with the repair chosen: the loser's answer first, then the winner's
+    where the repair differs from it (decisive vote), or each answer (tie, both bad). Only when
+    both sides answered the same conversation (single-turn), as for preference_pair."""
+    a, b = _clean(battle.conversation_a), _clean(battle.conversation_b)
+    repaired = repair_conversation(battle)
+    if repaired is None or not a or not b or a[:-1] != b[:-1] or a[-1]["role"] != "assistant" \
+            or b[-1]["role"] != "assistant":
+        return []
+    if battle.outcome in ("model_a", "model_b"):
+        loser = "model_b" if battle.outcome == "model_a" else "model_a"
+        order = [loser, battle.outcome]
+    else:
+        order = ["model_a", "model_b"]
+    chosen = repaired[-1]
+    pairs, seen = [], {content_key(chosen)}
+    for side in order:
+        rejected = (a if side == "model_a" else b)[-1]
+        key = content_key(rejected)
+        if key in seen:
+            continue  # the same answer on both sides teaches no preference
+        seen.add(key)
+        pairs.append((f"repair>{side}", {"prompt": repaired[:-1], "chosen": [chosen], "rejected": [rejected]}))
+    return pairs
+
+
+def _harvest_repair(battle: VotedBattle, result: Harvest, seen_sft: set[str], seen_pairs: set[str]) -> None:
+    messages = repair_conversation(battle)
+    assert messages is not None  # exclusion_reason checked it
+    key = content_key(messages)
+    if key in seen_sft:
+        result.duplicates += 1
+    else:
+        seen_sft.add(key)
+        result.sft.append(SourcedRow({"messages": messages}, battle.battle_id, battle.vote_id, "repair"))
+    for side, pair in repair_pairs(battle):
+        key = content_key(pair)
+        if key in seen_pairs:
+            result.duplicates += 1
+            continue
+        seen_pairs.add(key)
+        result.preference.append(SourcedRow(pair, battle.battle_id, battle.vote_id, side))
 
 
 def mix(new_rows: Sequence[dict[str, Any]], earlier: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qwen3arena.harvest.rules import VotedBattle
-from qwen3arena.store import Store
+from qwen3arena.store import Store, utcnow
 
 
 @dataclass(frozen=True)
@@ -56,23 +56,28 @@ class HarvestStore:
 
     def voted_battles(self, judged: Mapping[str, str],
                       battle_id: str | None = None) -> list[tuple[VotedBattle, str | None]]:
-        """Every voted battle (or one), oldest vote first, with its campaign id; `judged` gives
-        the judge's outcome per battle."""
+        """Every battle with a final vote (or one), oldest vote first, with its campaign id and
+        the vote's repair; `judged` gives the judge's outcome per battle. A vote its voter may
+        still undo (migration 8: before `final_at`) is not read: an undone vote never reaches a
+        round."""
         rows = self.store.execute(
             "SELECT v.vote_id, v.battle_id, v.outcome, v.model_a, v.model_b, v.voter, v.created_at, "
             "v.identity_leak, b.status, b.conversation_a, b.conversation_b, b.metrics_a, b.metrics_b, "
-            "e.reason, v.campaign_id FROM votes v JOIN battles b ON b.battle_id = v.battle_id "
+            "e.reason, v.campaign_id, v.repair, v.repair_original, v.repaired_by, v.repaired_at "
+            "FROM votes v JOIN battles b ON b.battle_id = v.battle_id "
             "LEFT JOIN harvest_exclusions e ON e.battle_id = v.battle_id "
-            "WHERE (? IS NULL OR v.battle_id = ?) ORDER BY v.created_at, v.vote_id",
-            [battle_id, battle_id])
+            "WHERE (? IS NULL OR v.battle_id = ?) AND coalesce(v.final_at, v.created_at) <= ? "
+            "ORDER BY v.created_at, v.vote_id",
+            [battle_id, battle_id, utcnow()])
         return [(VotedBattle(
             battle_id=bid, vote_id=vote_id, outcome=outcome, model_a=model_a, model_b=model_b,
             conversation_a=json.loads(conv_a) if conv_a else [], conversation_b=json.loads(conv_b) if conv_b else [],
             finish_reasons_a=_finish_reasons(metrics_a), finish_reasons_b=_finish_reasons(metrics_b),
             status=status, identity_leak=bool(leak), judge_outcome=judged.get(bid),
-            excluded=excluded, voter=voter, created_at=created_at), campaign_id)
+            excluded=excluded, voter=voter, created_at=created_at, repair=repair, repair_original=original,
+            repaired_by=repaired_by, repaired_at=repaired_at), campaign_id)
             for (vote_id, bid, outcome, model_a, model_b, voter, created_at, leak, status, conv_a, conv_b,
-                 metrics_a, metrics_b, excluded, campaign_id) in rows]
+                 metrics_a, metrics_b, excluded, campaign_id, repair, original, repaired_by, repaired_at) in rows]
 
     def exclude(self, battle_id: str, reason: str, by: str | None, at: datetime) -> bool:
         """Records (or updates) an exclusion; False, with nothing written, when the battle has no vote."""

@@ -7,6 +7,12 @@ model (it is shown before the vote) and a detail kept for the store. Qwen3 think
 from the answer whether the server separates it (vLLM's reasoning parser: delta.reasoning) or not
 (inline <think>...</think>). Answers are capped in characters and seconds, whatever the endpoint
 does: a capped answer ends with finish_reason CUT_OFF (unfinished for the harvest).
+
+An endpoint may have several replicas (servers of the same model): each request goes to one
+(serve/balance.py: fewest requests in flight, round robin among equals), a replica that refuses
+the connection is skipped and the next one tried at once (nothing was sent), and one that fails
+in the middle of an answer fails that answer only and is skipped for its back-off. The public
+messages are the same whichever replica failed: they name no server.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import openai
 
 from qwen3arena.errors import Refused
 from qwen3arena.config import GenerationParams
+from qwen3arena.serve.balance import BALANCER
 
 # finish_reason of an answer the arena stopped at its own cap (characters or seconds): never "stop",
 # so the harvest treats it as unfinished (harvest.rules._complete)
@@ -36,6 +43,15 @@ class Endpoint:
     base_url: str
     model: str
     api_key: str = "EMPTY"
+    # Every replica's base URL when the model is served by several servers (base_url is the
+    # first); empty: base_url alone.
+    replicas: tuple[str, ...] = ()
+    # A replica that failed is skipped this long (doubled for each failure in a row).
+    down_s: float = 10.0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.replicas)) if self.replicas else (self.base_url,)
 
 
 @dataclass
@@ -208,12 +224,62 @@ def stream_chat(
     """Yields a Delta per received chunk, then one ChatResult. Raises ChatError (a subclass).
 
     `max_chars` caps the answer and thinking together, `max_seconds` the whole answer: past
-    either, the stream is closed and the answer so far ends with finish_reason CUT_OFF."""
-    client = _client(endpoint.base_url, endpoint.api_key, timeout_s)
+    either, the stream is closed and the answer so far ends with finish_reason CUT_OFF.
+    With several replicas, one answers (see the module's docstring)."""
+    start = time.perf_counter()
+    urls = endpoint.urls
+    tried: set[str] = set()
+    while True:
+        url = BALANCER.acquire(urls, exclude=tried)
+        assert url is not None  # one untried replica at least: the loop ends before
+        tried.add(url)
+        try:
+            yield from _stream_from(url, endpoint, messages, params, enable_thinking, timeout_s,
+                                    max_chars, max_seconds, start)
+        except ChatError as exc:
+            if _server_side(exc):
+                BALANCER.mark_down(url, endpoint.down_s)
+            if _never_reached(exc) and len(tried) < len(urls):
+                continue  # nothing was sent: the next replica answers instead
+            raise
+        else:
+            BALANCER.succeeded(url)
+            return
+        finally:
+            BALANCER.release(url)
+
+
+def _never_reached(exc: ChatError) -> bool:
+    """The request never reached a server (connection refused, nothing listening, no connection
+    within the time allowed): sending it to another replica cannot answer it twice."""
+    cause = exc.__cause__
+    inner = cause.__cause__ if isinstance(cause, openai.APIConnectionError) else cause
+    return isinstance(inner, (httpx2.ConnectError, httpx2.ConnectTimeout))
+
+
+def _server_side(exc: ChatError) -> bool:
+    """A failure of the server (not of this request, nor of our code): skip it for a while."""
+    if isinstance(exc, EndpointFailed):
+        return exc.status is None or exc.status >= 500
+    return isinstance(exc, (EndpointUnreachable, EndpointTimeout, EndpointBusy, UnfinishedStream))
+
+
+def _stream_from(
+    base_url: str,
+    endpoint: Endpoint,
+    messages: list[dict[str, Any]],
+    params: GenerationParams,
+    enable_thinking: bool | None,
+    timeout_s: float,
+    max_chars: int | None,
+    max_seconds: float | None,
+    start: float,
+) -> Iterator[Delta | ChatResult]:
+    """stream_chat against one server."""
+    client = _client(base_url, endpoint.api_key, timeout_s)
     extra_body: dict[str, Any] = dict(params.extra)
     if enable_thinking is not None:
         extra_body["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
-    start = time.perf_counter()
     ttft = None
     raw, separate_reasoning = "", ""
     finish_reason = None

@@ -13,6 +13,7 @@ from datetime import datetime
 import httpx
 
 from qwen3arena.config import EndpointSpec, GenerationParams
+from qwen3arena.serve.balance import BALANCER
 from qwen3arena.serve.chat import Endpoint
 from qwen3arena.serve.vllm_server import VLLMServer
 
@@ -83,9 +84,13 @@ class ContestantPool:
         return result
 
     def report_failure(self, name: str, reason: str) -> None:
-        """An answer failed: keep an external endpoint out of the draw for a while."""
+        """An answer failed: keep an external endpoint out of the draw for a while (one with
+        several replicas only when all of them are down)."""
         contestant = self.contestants.get(name)
         if contestant is not None and not contestant.managed:
+            urls = contestant.endpoint.urls
+            if len(urls) > 1 and not all(BALANCER.is_down(url) for url in urls):
+                return  # the replica that failed is skipped by the balancer; another one answers
             with self._lock:
                 self._health[name] = _Health(False, time.monotonic(), reason)
 
@@ -95,7 +100,9 @@ class ContestantPool:
         out = {}
         for name, contestant in sorted(self.contestants.items()):
             if name in available:
-                out[name] = "up"
+                h = self._health.get(name)
+                partly = h is not None and h.ok and len(contestant.endpoint.urls) > 1 and not h.reason.startswith("0 ")
+                out[name] = f"up ({h.reason})" if partly else "up"
             elif contestant.managed:
                 out[name] = "not served (vLLM not ready)"
             else:
@@ -109,15 +116,25 @@ class ContestantPool:
             cached = self._health.get(contestant.name)
         if cached and now - cached.checked < (self.up_ttl_s if cached.ok else self.down_ttl_s):
             return cached.ok
-        try:
-            response = httpx.get(
-                contestant.endpoint.base_url.rstrip("/") + "/models",
-                headers={"Authorization": f"Bearer {contestant.endpoint.api_key}"},
-                timeout=3,
-            )
-            health = _Health(response.status_code == 200, now, f"HTTP {response.status_code}")
-        except httpx.HTTPError as exc:
-            health = _Health(False, now, type(exc).__name__)
+        endpoint = contestant.endpoint
+        reasons = []
+        for url in endpoint.urls:
+            # every replica is checked: the balancer skips one that fails for its back-off
+            try:
+                response = httpx.get(url.rstrip("/") + "/models",
+                                     headers={"Authorization": f"Bearer {endpoint.api_key}"}, timeout=3)
+                reason = None if response.status_code == 200 else f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                reason = type(exc).__name__
+            if reason is not None:
+                BALANCER.mark_down(url, endpoint.down_s)
+                reasons.append(reason)
+        up = len(reasons) < len(endpoint.urls)
+        if len(endpoint.urls) == 1:
+            health = _Health(up, now, reasons[0] if reasons else "HTTP 200")
+        else:
+            health = _Health(up, now, f"{len(reasons)} of {len(endpoint.urls)} replicas down"
+                             + (f" ({', '.join(sorted(set(reasons)))})" if reasons else ""))
         with self._lock:
             self._health[contestant.name] = health
         return health.ok
@@ -127,7 +144,8 @@ def endpoint_contestant(spec: EndpointSpec, defaults: GenerationParams) -> Conte
     api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "EMPTY"
     return Contestant(
         name=spec.name,
-        endpoint=Endpoint(spec.base_url, spec.model_id, api_key or "EMPTY"),
+        endpoint=Endpoint(spec.urls[0], spec.model_id, api_key or "EMPTY",
+                          replicas=tuple(spec.urls) if len(spec.urls) > 1 else ()),
         generation=defaults.merged(spec.generation),
         weight=spec.weight,
         thinking_switch=False,

@@ -9,6 +9,10 @@ A server that dies on its own after it was up (a crash, the OOM killer, kill -9)
 by its supervisor thread, at most vllm.restart_attempts times in a row with a doubling pause,
 and the workers it left behind (vLLM's engine core holds gigabytes) are killed first. The
 reason and the attempt are in its status, which the Models tab and the arena page show.
+
+With `resolver_dir` (one replica of several, serve/replicas.py), adapters are not loaded by a
+call: vLLM's filesystem LoRA resolver loads each one from that directory on its first request,
+so a replica that starts (or restarts) later serves every adapter without being told.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -58,6 +63,17 @@ class ServerStatus:
     since: float = 0.0             # time.monotonic() of the last change of state
 
 
+def check_capacity(settings: VLLMSettings, served: int) -> None:
+    """AdapterError when `served` adapters already fill the slots that may be used."""
+    if served >= settings.adapter_capacity:
+        raise AdapterError(
+            f"cannot serve more than {settings.adapter_capacity} adapters with "
+            f"vllm.max_loras={settings.max_loras}: one LoRA slot must stay free so "
+            "base-model answers are never computed with an adapter (docs/serving.md). "
+            "Raise vllm.max_loras or unload an adapter."
+        )
+
+
 @functools.cache
 def cuda_visible() -> bool:
     """Whether vLLM will run on a CUDA GPU: the same torch as the app's, so the app can tell."""
@@ -71,8 +87,12 @@ def cuda_visible() -> bool:
 
 class VLLMServer:
     def __init__(self, settings: VLLMSettings, model_path: str, served_name: str, logs_dir: Path,
-                 cuda: bool | None = None):
+                 cuda: bool | None = None, resolver_dir: Path | None = None, cpu_cores: str | None = None):
         self.settings = settings
+        self.resolver_dir = resolver_dir  # adapters come from here through vLLM's LoRA resolver
+        # On the CPU: the cores its engine's threads are bound to (VLLM_CPU_OMP_THREADS_BIND, "0-3");
+        # None: vLLM's own choice, which puts every server on the same cores
+        self.cpu_cores = cpu_cores
         self.model_path = model_path
         self.served_name = served_name
         self.logs_dir = logs_dir
@@ -219,10 +239,20 @@ class VLLMServer:
                                  f"(attempt {self._restarts} of {attempts})")
 
     def _spawn(self, generation: int) -> ChildProcess | None:
-        env = child_env({
+        extra = {
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": str(self.settings.kv_cache_gib),
-        })
+        }
+        if self.resolver_dir is not None:
+            # vLLM's own plugin (entry point of the vllm package): a request for a model name it
+            # does not know loads <dir>/<name> when that adapter's base_model_name_or_path is
+            # this server's --model (needs VLLM_ALLOW_RUNTIME_LORA_UPDATING too)
+            extra.update({"VLLM_PLUGINS": "lora_filesystem_resolver",
+                          "VLLM_LORA_RESOLVER_CACHE_DIR": str(self.resolver_dir)})
+            self.resolver_dir.mkdir(parents=True, exist_ok=True)  # vLLM refuses to start without it
+        if self.cpu_cores and not self.on_cuda and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            extra["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_cores
+        env = child_env(extra)
         child = ChildProcess("vllm", self.command(), self.logs_dir, env=env, log_name=self.log_path.name)
         with self._lock:
             if not self._current(generation):
@@ -326,13 +356,7 @@ class VLLMServer:
                 if self._adapters[name] == path:
                     return
                 raise AdapterError(f"an adapter named {name!r} is already served from {self._adapters[name]}")
-            if len(self._adapters) >= self.settings.adapter_capacity:
-                raise AdapterError(
-                    f"cannot serve more than {self.settings.adapter_capacity} adapters with "
-                    f"vllm.max_loras={self.settings.max_loras}: one LoRA slot must stay free so "
-                    "base-model answers are never computed with an adapter (docs/serving.md). "
-                    "Raise vllm.max_loras or unload an adapter."
-                )
+            check_capacity(self.settings, len(self._adapters))
             self._adapters[name] = path
             ready = self._state == "ready"
             slots_held = ready and self._engine_loads >= self.settings.adapter_capacity
@@ -362,6 +386,11 @@ class VLLMServer:
                 raise
 
     def _post_load(self, name: str, path: str) -> None:
+        if self.resolver_dir is not None:
+            # no call: the resolver loads it on its first request, into a LoRA slot all the same
+            with self._lock:
+                self._engine_loads += 1
+            return
         try:
             response = httpx.post(f"{self.base_url}/load_lora_adapter",
                                   json={"lora_name": name, "lora_path": path}, timeout=120)
@@ -379,7 +408,8 @@ class VLLMServer:
             ready = self._state == "ready"
         if ready:
             response = httpx.post(f"{self.base_url}/unload_lora_adapter", json={"lora_name": name}, timeout=60)
-            if response.status_code != 200:
+            never_asked = self.resolver_dir is not None and response.status_code == 404  # never resolved here
+            if response.status_code != 200 and not never_asked:
                 raise AdapterError(f"unloading adapter {name!r} failed: HTTP {response.status_code} {response.text[:300]}")
 
     # -- stopping ---------------------------------------------------------------------------

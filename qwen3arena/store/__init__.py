@@ -6,11 +6,15 @@ from qwen3arena.store.db import (
     BattleRecord,
     Execute,
     ModelRecord,
+    NotYourVote,
+    RepairRejected,
     RunRecord,
     Outcome,
     Store,
     StoreLocked,
     StoreUnavailable,
+    UndoRejected,
+    VoteFinal,
     VoteRecord,
     VoteRejected,
     utcnow,
@@ -18,5 +22,5 @@ from qwen3arena.store.db import (
 
 __all__ = [
     "ACTIVE_RUN_STATES", "Execute", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked", "StoreUnavailable",
-    "VoteRecord", "VoteRejected", "utcnow",
+    "VoteRecord", "VoteRejected", "utcnow", "NotYourVote", "RepairRejected", "UndoRejected", "VoteFinal",
 ]

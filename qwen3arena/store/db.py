@@ -10,12 +10,13 @@ running one query), then fails with StoreLocked, naming the process and what to 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
@@ -43,6 +44,24 @@ class StoreUnavailable(Refused, OSError):
 
 class VoteRejected(Refused, ValueError):
     """The vote cannot be recorded; the message says why and is safe to show."""
+
+
+class UndoRejected(VoteRejected):
+    """A vote cannot be undone (there is none, it is someone else's, or it is final); nothing
+    changed."""
+
+
+class VoteFinal(UndoRejected):
+    """The vote is final: its names were shown, or its undo window closed."""
+
+
+class RepairRejected(VoteRejected):
+    """A repair cannot be kept (empty, too long, no vote, someone else's, past its window);
+    nothing changed."""
+
+
+class NotYourVote(UndoRejected, RepairRejected):
+    """The vote belongs to another voter or page."""
 
 
 def utcnow() -> datetime:
@@ -100,6 +119,15 @@ class VoteRecord:
     campaign_id: str | None = None   # the battle's campaign (None: open arena)
     reason: str | None = None        # reason chip chosen with the vote
     comment: str | None = None
+    final_at: datetime | None = None  # undo allowed before this (None: final; migration 8)
+    repair: str | None = None         # the voter's own better answer (plain text)
+    repair_original: str | None = None  # the preferred answer it replaced (None: tie, both bad)
+    repaired_by: str | None = None
+    repaired_at: datetime | None = None
+
+    def final(self, now: datetime | None = None) -> bool:
+        """Whether the vote can no longer be undone."""
+        return self.final_at is None or self.final_at <= (now or utcnow())
 
 
 RunStatus = Literal["queued", "running", "succeeded", "stopped", "failed", "cancelled", "interrupted"]
@@ -140,12 +168,18 @@ _BATTLE_COLUMNS = (
 _VOTE_COLUMNS = (
     "vote_id", "battle_id", "voter", "outcome", "model_a", "model_b", "turns",
     "identity_leak", "created_at", "campaign_id", "reason", "comment",
+    "final_at", "repair", "repair_original", "repaired_by", "repaired_at",
 )
+# a vote counts (ratings, harvest, sampling) once it is final: past its undo window, or revealed
+_FINAL = "coalesce(final_at, created_at) <= ?"
 
 
 # How long opening the file waits for another process to let go of it: long enough for a script
 # running one query, short enough that a second app on the same directory is refused at once.
 LOCK_WAIT_S = 10.0
+# The most votes one commit carries. A commit costs the same for 1 vote or 64 (its WAL flush),
+# so votes arriving together share one (group commit; bench/vote_ingest.py).
+VOTE_BATCH = 64
 
 
 def _locked_message(path: Path, holders: list[LockHolder]) -> str:
@@ -163,14 +197,40 @@ def _locked_message(path: Path, holders: list[LockHolder]) -> str:
             "qwen3arena, or set QWEN3ARENA_HOME to another directory.")
 
 
+@dataclass
+class _VoteRequest:
+    """One record_vote call waiting for the commit that carries it."""
+
+    args: tuple
+    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # done, or made the leader
+    leads: bool = False
+    result: "VoteRecord | None" = None
+    error: BaseException | None = None
+
+
+class _ThenFailed(Exception):
+    """A vote's `then` raised after the vote was written: its batch must be undone."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
 class Store:
-    def __init__(self, path: str | Path, lock_wait_s: float | None = None):
+    def __init__(self, path: str | Path, lock_wait_s: float | None = None, vote_batch: int = VOTE_BATCH):
         """Opens (or creates) the file; waits up to `lock_wait_s` (LOCK_WAIT_S) for another
-        process to let go of it."""
+        process to let go of it. `vote_batch`: the most votes one commit carries (1: a commit
+        per vote)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = self._connect(LOCK_WAIT_S if lock_wait_s is None else lock_wait_s)
         self._lock = threading.RLock()
+        self.vote_batch = max(1, vote_batch)
+        self.vote_commits = 0  # transactions that carried votes (bench/vote_ingest.py reads it)
+        self._vote_queue: list[_VoteRequest] = []
+        self._vote_queue_lock = threading.Lock()
+        self._vote_leading = False  # a record_vote call is writing the queue
         self._migrate()
 
     def _connect(self, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
@@ -343,61 +403,216 @@ class Store:
 
     def record_vote(self, battle_id: str, outcome: Outcome, voter: str,
                     reason: str | None = None, comment: str | None = None,
-                    then: Callable[[Execute], None] | None = None) -> VoteRecord:
+                    then: Callable[[Execute], None] | None = None, undo_window_s: float = 0.0) -> VoteRecord:
         """Records the one vote of a ready battle and locks it, atomically. The vote takes
         the battle's campaign; `reason` and `comment` are a labeller's (optional). `then` runs
         in the same transaction once the vote is written (a campaign closes the vote's slot):
-        if it raises, neither is written.
+        if it raises, neither is written. `undo_window_s`: how long the voter may undo it
+        (undo_vote); until then, or until reveal_vote, it is not final and nothing counts it.
 
         Raises VoteRejected (nothing written) when the battle is unknown, already voted,
         unfinished, errored or interrupted.
         """
         if outcome not in OUTCOMES:
             raise VoteRejected(f"Unknown vote {outcome!r}.")
-        with self._lock, self._transaction():
-            row = self._con.execute(
-                "SELECT status, model_a, model_b, turns, identity_leak, campaign_id FROM battles "
-                "WHERE battle_id = ?",
-                [battle_id],
-            ).fetchone()
-            if row is None:
-                raise VoteRejected("This battle is unknown (was the app restarted?). Start a new round.")
-            status, model_a, model_b, turns, leak, campaign_id = row
-            if status == "voted":
-                raise VoteRejected("This battle already has a vote.")
-            if status == "error":
-                raise VoteRejected("A model failed to answer in this battle, so it cannot be voted.")
-            if status == "interrupted":
-                raise VoteRejected("This battle was interrupted by a restart. Start a new round.")
-            if status != "ready":
-                raise VoteRejected("Wait until both answers are complete before voting.")
-            vote = VoteRecord(uuid.uuid4().hex, battle_id, voter, outcome, model_a, model_b,
-                              turns, bool(leak), utcnow(), campaign_id, reason or None, comment or None)
-            self._con.execute(
-                f"INSERT INTO votes ({', '.join(_VOTE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_VOTE_COLUMNS))})",
-                [getattr(vote, c) for c in _VOTE_COLUMNS],
-            )
-            self._con.execute(
-                "UPDATE battles SET status = 'voted', updated_at = ? WHERE battle_id = ?",
-                [vote.created_at, battle_id],
-            )
+        request = _VoteRequest((battle_id, outcome, voter, reason, comment, then, undo_window_s))
+        # group commit: one caller at a time leads, writing every vote queued meanwhile in one
+        # transaction until its own is written, then hands the lead to the oldest waiting vote;
+        # the others sleep on their own event (no chain of lock hand-offs)
+        with self._vote_queue_lock:
+            self._vote_queue.append(request)
+            if not self._vote_leading:
+                self._vote_leading = request.leads = True
+        while not request.done.is_set():
+            if request.leads:
+                self._lead_votes(request)
+            else:
+                request.wake.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _lead_votes(self, own: _VoteRequest) -> None:
+        try:
+            while not own.done.is_set():
+                with self._vote_queue_lock:
+                    batch = self._vote_queue[:self.vote_batch]
+                    del self._vote_queue[:self.vote_batch]
+                with self._lock:
+                    self._write_votes(batch)
+        finally:
+            with self._vote_queue_lock:
+                if self._vote_queue:
+                    self._vote_queue[0].leads = True
+                    self._vote_queue[0].wake.set()
+                else:
+                    self._vote_leading = False
+
+    def _write_votes(self, batch: list[_VoteRequest]) -> None:
+        """The batch in one transaction, acknowledged after its commit. A refused vote (checked
+        before anything is written) leaves the others be; a `then` or the database failing
+        undoes the batch, which is then written vote by vote, each in its own transaction."""
+        try:
+            try:
+                with self._transaction():
+                    self._insert_votes(batch)
+                self.vote_commits += 1
+            except Exception as exc:
+                if len(batch) == 1:  # its own failure: say it, without running `then` twice
+                    batch[0].result, batch[0].error = None, exc.original if isinstance(exc, _ThenFailed) else exc
+                    return
+                for request in batch:
+                    request.result = request.error = None
+                    try:
+                        with self._transaction():
+                            self._insert_votes([request])
+                        self.vote_commits += 1
+                    except _ThenFailed as failed:
+                        request.result, request.error = None, failed.original
+                    except Exception as failed:
+                        request.result, request.error = None, failed
+        finally:
+            for request in batch:
+                request.done.set()
+                request.wake.set()
+
+    def _insert_votes(self, batch: list[_VoteRequest]) -> None:
+        """Checks and writes the batch's votes inside the caller's transaction, set-wise (one
+        read, one insert, one update: a statement costs about 1 ms here, whatever its rows).
+        A refusal is the request's VoteRejected, decided before any write; a `then` raising
+        after the writes is _ThenFailed."""
+        ids = list(dict.fromkeys(request.args[0] for request in batch))
+        battles = {row[0]: row[1:] for row in self._con.execute(
+            "SELECT battle_id, status, model_a, model_b, turns, identity_leak, campaign_id FROM battles "
+            "WHERE battle_id IN (SELECT unnest(?))", [ids]).fetchall()}
+        accepted: list[tuple[_VoteRequest, VoteRecord]] = []
+        claimed: set[str] = set()
+        now = utcnow()
+        for request in batch:
+            battle_id, outcome, voter, reason, comment, _then, undo_window_s = request.args
+            try:
+                row = battles.get(battle_id)
+                if row is None:
+                    raise VoteRejected("This battle is unknown (was the app restarted?). Start a new round.")
+                status, model_a, model_b, turns, leak, campaign_id = row
+                if status == "voted" or battle_id in claimed:
+                    raise VoteRejected("This battle already has a vote.")
+                if status == "error":
+                    raise VoteRejected("A model failed to answer in this battle, so it cannot be voted.")
+                if status == "interrupted":
+                    raise VoteRejected("This battle was interrupted by a restart. Start a new round.")
+                if status != "ready":
+                    raise VoteRejected("Wait until both answers are complete before voting.")
+            except VoteRejected as exc:
+                request.error = exc
+                continue
+            claimed.add(battle_id)
+            accepted.append((request, VoteRecord(
+                uuid.uuid4().hex, battle_id, voter, outcome, model_a, model_b, turns, bool(leak), now,
+                campaign_id, reason or None, comment or None,
+                final_at=now + timedelta(seconds=max(0.0, undo_window_s)))))
+        if not accepted:
+            return
+        # one list per column, zipped by unnest: binds in a fraction of a multi-row VALUES
+        self._con.execute(
+            f"INSERT INTO votes ({', '.join(_VOTE_COLUMNS)}) SELECT {', '.join(['unnest(?)'] * len(_VOTE_COLUMNS))}",
+            [[getattr(vote, c) for _, vote in accepted] for c in _VOTE_COLUMNS])
+        self._con.execute("UPDATE battles SET status = 'voted', updated_at = ? WHERE battle_id IN (SELECT unnest(?))",
+                          [now, [vote.battle_id for _, vote in accepted]])
+        for request, vote in accepted:
+            then = request.args[5]
             if then is not None:
-                then(self._execute)
-            return vote
+                try:
+                    then(self._execute)
+                except Exception as exc:
+                    raise _ThenFailed(exc) from exc
+            request.result = vote
 
     def _execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         return self._con.execute(sql, params or []).fetchall()
 
+    def get_vote(self, battle_id: str) -> VoteRecord | None:
+        """The battle's vote, final or not."""
+        with self._lock:
+            return self._vote_row(battle_id)
+
+    def _vote_row(self, battle_id: str) -> VoteRecord | None:
+        row = self._con.execute(f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE battle_id = ?",
+                                [battle_id]).fetchone()
+        return VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) if row else None
+
+    def reveal_vote(self, battle_id: str) -> VoteRecord | None:
+        """Makes the battle's vote final now (its names are about to be shown): no undo after
+        this. None when the battle has no vote (it was undone)."""
+        with self._lock:
+            rows = self._con.execute(
+                "UPDATE votes SET final_at = least(coalesce(final_at, created_at), ?) WHERE battle_id = ? "
+                "RETURNING vote_id", [utcnow(), battle_id]).fetchall()
+            return self._vote_row(battle_id) if rows else None
+
+    def undo_vote(self, battle_id: str, voter: str) -> VoteRecord:
+        """Takes back a vote that is not final yet, by its own voter, in one transaction: the
+        vote leaves the votes table (nothing counts it any more), a copy goes to vote_undos, and
+        the battle is votable again. Refused, nothing changed: UndoRejected (no vote: never
+        cast, or undone already), NotYourVote, VoteFinal (revealed, or the window closed)."""
+        with self._lock, self._transaction():
+            vote = self._vote_row(battle_id)
+            if vote is None:
+                raise UndoRejected("There is no vote to undo on this battle (it was undone already, or never cast).")
+            if vote.voter != voter:
+                raise NotYourVote("This vote is not yours, so you cannot undo it.")
+            now = utcnow()
+            if vote.final(now):
+                raise VoteFinal("This vote is final: the models were shown, or its undo time ran out.")
+            record = {c: (v.isoformat() if isinstance(v, datetime) else v)
+                      for c, v in dataclasses.asdict(vote).items()}
+            self._con.execute("INSERT INTO vote_undos VALUES (?, ?, ?, ?, ?)",
+                              [vote.vote_id, battle_id, voter, now, json.dumps(record)])
+            self._con.execute("DELETE FROM votes WHERE vote_id = ?", [vote.vote_id])
+            self._con.execute("UPDATE battles SET status = 'ready', updated_at = ? "
+                              "WHERE battle_id = ? AND status = 'voted'", [now, battle_id])
+            return vote
+
+    def undone_votes(self, battle_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit of undone votes (oldest first): each vote as it was, with who undid it when."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT vote_id, battle_id, voter, undone_at, vote FROM vote_undos "
+                "WHERE (? IS NULL OR battle_id = ?) ORDER BY undone_at", [battle_id, battle_id]).fetchall()
+        return [{"vote_id": v, "battle_id": b, "voter": who, "undone_at": at, "vote": json.loads(data)}
+                for v, b, who, at, data in rows]
+
+    def repair_vote(self, battle_id: str, vote_id: str, voter: str, text: str, original: str | None,
+                    window_s: float) -> VoteRecord:
+        """Keeps the voter's repair with their vote `vote_id` (who, when, the answer it replaces),
+        within `window_s` of the vote; a later repair replaces an earlier one. Refused, nothing
+        changed: RepairRejected (no such vote any more, or past the window), NotYourVote."""
+        with self._lock, self._transaction():
+            vote = self._vote_row(battle_id)
+            if vote is None or vote.vote_id != vote_id:
+                raise RepairRejected("This battle has no such vote any more (it was undone): vote, then repair.")
+            if vote.voter != voter:
+                raise NotYourVote("You can only repair your own vote.")
+            now = utcnow()
+            if now > vote.created_at + timedelta(seconds=window_s):
+                raise RepairRejected(f"Too late to repair this vote: a repair is taken up to "
+                                     f"{_span(window_s)} after the vote.")
+            self._con.execute("UPDATE votes SET repair = ?, repair_original = ?, repaired_by = ?, repaired_at = ? "
+                              "WHERE vote_id = ?", [text, original, voter, now, vote_id])
+            return self._vote_row(battle_id)  # type: ignore[return-value]
+
     def list_votes(self, voter: str | None = None, since: datetime | None = None,
-                   before: datetime | None = None, campaign_id: str | None = None) -> list[VoteRecord]:
-        """Votes, oldest first, narrowed by whichever filters are given (the scoreboard's)."""
+                   before: datetime | None = None, campaign_id: str | None = None,
+                   final_only: bool = False) -> list[VoteRecord]:
+        """Votes, oldest first, narrowed by whichever filters are given (the scoreboard's).
+        `final_only`: only votes that can no longer be undone (what ratings count)."""
         with self._lock:
             rows = self._con.execute(
                 f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE (? IS NULL OR voter = ?) "
                 "AND (?::TIMESTAMPTZ IS NULL OR created_at >= ?) AND (?::TIMESTAMPTZ IS NULL OR created_at < ?) "
-                "AND (? IS NULL OR campaign_id = ?) ORDER BY created_at",
-                [voter, voter, since, since, before, before, campaign_id, campaign_id],
+                f"AND (? IS NULL OR campaign_id = ?) AND (NOT ? OR {_FINAL}) ORDER BY created_at",
+                [voter, voter, since, since, before, before, campaign_id, campaign_id, final_only, utcnow()],
             ).fetchall()
         return [VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) for row in rows]
 
@@ -411,8 +626,8 @@ class Store:
         """Votes each model took part in (both sides counted)."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT m, count(*) FROM (SELECT model_a AS m FROM votes "
-                "UNION ALL SELECT model_b FROM votes) GROUP BY m"
+                f"SELECT m, count(*) FROM (SELECT model_a AS m FROM votes WHERE {_FINAL} "
+                f"UNION ALL SELECT model_b FROM votes WHERE {_FINAL}) GROUP BY m", [utcnow()] * 2
             ).fetchall()
         return {name: count for name, count in rows}
 
@@ -421,8 +636,8 @@ class Store:
         fits ratings on, one aggregate query instead of reading every vote per battle."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT model_a, model_b, outcome, count(*) FROM votes WHERE NOT identity_leak "
-                "GROUP BY model_a, model_b, outcome"
+                f"SELECT model_a, model_b, outcome, count(*) FROM votes WHERE NOT identity_leak AND {_FINAL} "
+                "GROUP BY model_a, model_b, outcome", [utcnow()]
             ).fetchall()
         return {(a, b, outcome): count for a, b, outcome, count in rows}
 
@@ -469,6 +684,15 @@ class Store:
                 data[column] = json.loads(data[column]) if data[column] else {}
             runs.append(RunRecord(**data))
         return runs
+
+def _span(seconds: float) -> str:
+    """A window's length in words: "5 s", "10 min", "1 h"."""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
+
 
 class _Transaction:
     def __init__(self, con: duckdb.DuckDBPyConnection):

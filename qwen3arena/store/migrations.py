@@ -228,4 +228,45 @@ MIGRATIONS: list[str] = [
         error        VARCHAR
     );
     """,
+    # 8: undo and repair (issue 15, sections 3 and 1). A vote is final from final_at on: its undo
+    # window's end, or the reveal if sooner (votes before this migration are final). An undone vote
+    # leaves the votes table (so nothing that counts votes can count it) and its row is kept in
+    # vote_undos. A repair (the voter's own better answer) is kept with its vote: the text, who
+    # wrote it, when, and the answer it replaced (NULL when there was none: tie, both bad).
+    # IF NOT EXISTS throughout, so it applies whatever other migration lands beside it.
+    """
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS final_at TIMESTAMPTZ;      -- undo allowed until then
+    UPDATE votes SET final_at = created_at WHERE final_at IS NULL;
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS repair VARCHAR;            -- the voter's answer, plain text
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS repair_original VARCHAR;   -- the preferred answer it replaced
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS repaired_by VARCHAR;       -- voter id (always the vote's voter)
+    ALTER TABLE votes ADD COLUMN IF NOT EXISTS repaired_at TIMESTAMPTZ;
+    CREATE TABLE IF NOT EXISTS vote_undos (
+        vote_id     VARCHAR PRIMARY KEY,   -- the undone vote
+        battle_id   VARCHAR NOT NULL,
+        voter       VARCHAR NOT NULL,
+        undone_at   TIMESTAMPTZ NOT NULL,
+        vote        JSON NOT NULL          -- the whole vote row as it was
+    );
+    """,
+    # 9: rubric verdicts and assigned reviewers (issue 15, section 2). A campaign may ask for a
+    # verdict per criterion (accuracy, safety...) besides the overall vote, optional or required,
+    # and may be open to named reviewers only. Verdicts are written in the vote's (or review's)
+    # transaction; they never enter the overall ratings. IF NOT EXISTS throughout, additive only.
+    """
+    ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS criteria JSON DEFAULT '[]';           -- criterion slugs, in order
+    ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS criteria_required BOOLEAN DEFAULT false;
+    ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS reviewers JSON DEFAULT '[]';          -- logins; []: every labeller
+    CREATE TABLE IF NOT EXISTS campaign_verdicts (
+        campaign_id  VARCHAR NOT NULL,
+        battle_id    VARCHAR NOT NULL,
+        labeller     VARCHAR NOT NULL,
+        source       VARCHAR NOT NULL CHECK (source IN ('vote', 'review')),
+        vote_id      VARCHAR,               -- source vote: the vote it was cast with (reads join it)
+        criterion    VARCHAR NOT NULL,
+        verdict      VARCHAR NOT NULL CHECK (verdict IN ('model_a', 'model_b', 'tie')),
+        created_at   TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (battle_id, labeller, criterion)
+    );
+    """,
 ]

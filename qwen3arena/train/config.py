@@ -15,7 +15,7 @@ from typing import Literal, get_args
 import yaml
 
 from qwen3arena.errors import Refused
-from qwen3arena.config import _build
+from qwen3arena.config import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, Bound, _build, out_of_range
 
 # How rows become batches (train/batching.py): padded rows, length-grouped token budgets, trl packing.
 Batching = Literal["padded", "grouped", "packed"]
@@ -33,6 +33,27 @@ METHODS: tuple[str, ...] = get_args(Method)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# The numbers a run allows, field -> range. Outside them a run "succeeds" with a diverged or
+# untrainable adapter (a learning rate of 1e9), or fails minutes later in a model load.
+RANGES: dict[str, Bound] = {
+    # AdamW on LoRA trains at 1e-5 to 1e-2; above 1 every step overshoots
+    "learning_rate": Bound(0, 1, open_low=True),
+    # Qwen3's smallest hidden size is 1024: a rank of 1024 is already a full-rank update of its
+    # projections, so more only adds memory. vLLM serves ranks up to 512 (vllm.max_lora_rank).
+    "rank": Bound(1, 1024),
+    "alpha": POSITIVE,
+    "dropout": Bound(0, 1, open_high=True),  # 1 would drop every LoRA activation
+    "weight_decay": Bound(0, 1),
+    "num_train_epochs": NOT_NEGATIVE,        # 0 with max_steps > 0: the steps decide
+    "per_device_train_batch_size": AT_LEAST_ONE,
+    "gradient_accumulation_steps": AT_LEAST_ONE,
+    "max_length": Bound(16),                 # the chat template alone takes about a dozen tokens
+    "warmup_steps": NOT_NEGATIVE,
+    "seed": Bound(0, 2**32 - 1),             # numpy's seed range (transformers seeds numpy too)
+    "beta": POSITIVE,                        # DPO: 0 would let the policy ignore the reference
+    "pad_to_multiple_of": AT_LEAST_ONE,
+}
 
 
 class RunRejected(Refused, ValueError):
@@ -89,6 +110,10 @@ class LoraTrainConfig:
             raise RunRejected("Checkpoint name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
         if self.round is not None and self.round < 1:
             raise RunRejected("Round: use 1 or more, or leave it empty (a run outside the rounds).")
+        for name, bound in RANGES.items():
+            error = out_of_range(name, getattr(self, name), bound)
+            if error:
+                raise RunRejected(error + ".")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise RunRejected("Set epochs above 0 or max steps above 0.")
         if self.method not in METHODS:

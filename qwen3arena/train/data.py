@@ -6,6 +6,7 @@ malformed upload never costs a model load. Rows are normalised to {"messages": [
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import random
@@ -19,6 +20,7 @@ from qwen3arena.train.batching import padded_length, token_budget_batches
 
 ROLES = {"system", "user", "assistant"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv")  # read as UTF-8 text (Parquet is binary)
 MIN_ROWS = 2
 
 
@@ -47,7 +49,36 @@ def _existing(path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DatasetError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
+    if suffix in TEXT_SUFFIXES:
+        _check_utf8(path)
     return path
+
+
+def _check_utf8(path: Path, block_size: int = 1 << 20) -> None:
+    """DatasetError naming the first byte that is not UTF-8 and where it is: a file saved in
+    Latin-1 or Windows-1252 (a spreadsheet's CSV export) would otherwise fail deep in a reader
+    with a codec traceback that does not say what to do."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes of the file handed to the decoder before this block
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(block_size), b""):
+            pending = len(decoder.getstate()[0])  # an unfinished character carried from the last block
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, exc, offset - pending) from None
+            offset += len(block)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:  # the file ends inside a character
+            raise _not_utf8(path, exc, offset - pending) from None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError, start: int) -> DatasetError:
+    offset = start + exc.start
+    return DatasetError(f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {offset}); "
+                        "save it as UTF-8 (in a spreadsheet: CSV UTF-8) and upload it again")
 
 
 def _enough(rows: list[dict[str, Any]], path: Path, min_rows: int, unit: str) -> list[dict[str, Any]]:
@@ -275,16 +306,24 @@ class Upload:
 def accept_upload(source: str | Path, uploads_dir: Path, stamp: str) -> Upload:
     """Keeps an uploaded dataset under `uploads_dir` (named `stamp-original`) if it is trainable as
     SFT conversations or as DPO pairs; a file that is neither is deleted again and the SFT check's
-    DatasetError (naming the bad row) is raised: an upload is kept whole or not at all."""
-    source = Path(source)
+    DatasetError (naming the bad row) is raised: an upload is kept whole or not at all, whatever
+    the check raises (a kept bad file would be offered as a dataset)."""
+    source = _existing(source)  # a file type or encoding problem, named as the person named the file
     uploads_dir.mkdir(parents=True, exist_ok=True)
     target = uploads_dir / f"{stamp}-{source.name}"
     target.write_bytes(source.read_bytes())
     try:
-        return Upload(target, len(load_conversations(target)), "conversations")
+        return _classify(target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _classify(path: Path) -> Upload:
+    try:
+        return Upload(path, len(load_conversations(path)), "conversations")
     except DatasetError as as_conversations:
         try:
-            return Upload(target, len(load_preferences(target)), "preferences")
+            return Upload(path, len(load_preferences(path)), "preferences")
         except DatasetError:
-            target.unlink(missing_ok=True)
             raise as_conversations from None

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from qwen3arena.jobs import wait_for
 from qwen3arena.procs import ChildProcess, child_env, end_orphan, log_tail, new_job_id, read_events
@@ -55,7 +55,7 @@ class RunProgress:
 
 class TrainingRunner:
     def __init__(self, store: Store, runs_dir: Path,
-                 on_finished: Callable[[RunRecord], None] | None = None,
+                 on_finished: Callable[[RunRecord], Mapping[str, Any] | None] | None = None,
                  stop_timeout_s: float = 60.0, env: dict[str, str] | None = None,
                  autostart: bool = True):
         self.store = store
@@ -262,10 +262,13 @@ class TrainingRunner:
             metrics.update({k: v for k, v in final.items() if k not in ("event", "time")})
         run = replace(run, status=status, error=error, finished_at=utcnow(), metrics=metrics)
         # register (and join the arena) before the run shows its final status, so whoever
-        # waits for the run finds its checkpoint in place
+        # waits for the run finds its checkpoint in place; what registering did (in the arena
+        # or not, and why) is kept with the run as metrics["checkpoint"]
         if saved and status in ("succeeded", "stopped") and self.on_finished is not None:
             try:
-                self.on_finished(run)
+                outcome = self.on_finished(run)
+                if outcome is not None:
+                    run = replace(run, metrics={**run.metrics, "checkpoint": dict(outcome)})
             except Exception as exc:
                 log.exception("registering checkpoint of run %s", run.run_id)
                 run = replace(run, error=f"trained, but registering the checkpoint failed: {exc}")

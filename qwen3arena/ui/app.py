@@ -24,6 +24,7 @@ from qwen3arena.ui.data_tab import build_data_tab
 from qwen3arena.ui.label_tab import build_label_tab
 from qwen3arena.ui.models_tab import build_models_tab
 from qwen3arena.ui.scoreboard_tab import build_scoreboard_tab
+from qwen3arena.ui.sessions import bound_sessions
 from qwen3arena.ui.train_tab import build_train_tab
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
         label_tabs: list[gr.Tab] = []
         with gr.Tabs() as tabs:
             with gr.Tab("Arena", id="arena"):
-                build_arena_tab(runtime.arena, _examples())
+                build_arena_tab(runtime.arena, _examples(), access)
             with restricted(demo, access, labeller):
                 label_tabs.append(build_label_tab(runtime.campaigns))
             with restricted(demo, access, admin):
@@ -138,7 +139,8 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
                     admin_tabs.append(train.tab)
                 admin_tabs.append(build_data_tab(actions, train, tabs))
                 admin_tabs.append(build_models_tab(actions))
-                register_endpoints(actions)  # the application layer's HTTP API, admin only
+        with restricted(demo, access, admin):  # outside the Tabs, which may only hold tabs
+            register_endpoints(actions)  # the application layer's HTTP API, admin only
         for tab in admin_tabs + label_tabs:
             tab.visible = not hide
 
@@ -162,8 +164,13 @@ def server_options(runtime: Runtime, access: AccessControl | None = None) -> dic
 
 
 def launch(runtime: Runtime, **kwargs) -> gr.Blocks:
+    """Serves the app; blocks unless prevent_thread_lock=True. Page sessions are bounded
+    (ui.session_idle_s, ui.max_sessions): Gradio alone keeps each one until 10,000 exist."""
+    ui = runtime.settings.ui
     demo = build_app(runtime)
     demo.queue(default_concurrency_limit=8)
+    bound_sessions(demo, ui.session_idle_s, ui.max_sessions, every_s=min(60.0, max(ui.session_idle_s / 4, 0.5)),
+                   on_forget=lambda session: runtime.arena.close_session(session, wait_s=0))
     demo.launch(
         server_name=kwargs.pop("server_name", runtime.settings.ui.host),
         server_port=kwargs.pop("server_port", runtime.settings.ui.port),

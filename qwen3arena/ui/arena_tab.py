@@ -7,6 +7,12 @@ panes are outputs only: handlers take the new message, the service knows the bat
 sends back; they are ui.render's safe_chatbot panes: answers shown as safe HTML, no editing
 control. A vote carries the battle id the page shows, and the service refuses it unless that is
 the battle the page holds; every refusal is said on the page.
+
+A vote is recorded at once but the names wait (docs/arena.md, "Undo without bias"): the page
+says "Recorded: A is better" with ↩️ Undo for `arena.undo_window_s`, and shows the names when
+that window closes (a timer asks the service) or on 👀 Show the models; after that the vote is
+final. Admins and labellers (never anonymous visitors) may then repair the preferred answer, or
+write one when both were bad: the box appears only after the vote.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from qwen3arena.arena import Arena, TurnView, voter_id
+from qwen3arena.arena import Arena, Ballot, Reveal, TurnView, voter_id
+from qwen3arena.auth import AccessControl
 from qwen3arena.errors import Refused
 from qwen3arena.ui.render import chat_styles, code_span, safe_chatbot
 
@@ -31,6 +38,13 @@ OUTCOME_TEXT = {
     "tie": "you called it a tie",
     "both_bad": "you found both answers bad",
 }
+RECORDED_TEXT = {
+    "model_a": "A is better",
+    "model_b": "B is better",
+    "tie": "a tie",
+    "both_bad": "both are bad",
+}
+REPAIR_ROLES = ("admin", "labeller")
 INTRO = (
     "### ⚔️ Blind arena\n"
     "Ask anything: two anonymous models answer side by side. Vote for the better answer; "
@@ -50,7 +64,8 @@ def _user_text(message: Any) -> str:
     return str(message or "")
 
 
-def build_arena_tab(arena: Arena, examples: list[str]) -> None:
+def build_arena_tab(arena: Arena, examples: list[str], access: AccessControl | None = None) -> None:
+    """`access`: who may repair an answer (admins and labellers); None: everyone (auth off)."""
     # The battle the page shows: an opaque id (it names no model), held by the browser so a vote
     # names the battle its voter sees, even across a restart of the app. The service knows which
     # battle each page holds and refuses a vote for any other (Arena.vote).
@@ -66,6 +81,15 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
             outcome: gr.Button(label, elem_id=f"vote-{outcome.replace('_', '-')}")
             for outcome, label in VOTE_LABELS.items()
         }
+    with gr.Row(visible=False, elem_id="undo-row") as undo_row:
+        undo = gr.Button("↩️ Undo", elem_id="vote-undo")
+        show = gr.Button("👀 Show the models", elem_id="vote-reveal")
+    ticker = gr.Timer(1.0, active=False)  # counts the undo window down, then shows the names
+    with gr.Group(visible=False, elem_id="repair-box") as repair_box:
+        repair_text = gr.Textbox(label="✏️ Repair: edit the answer you preferred, or write a better one "
+                                       "(optional; used as training data)", lines=6, elem_id="repair-text")
+        repair_save = gr.Button("💾 Save my answer", elem_id="repair-save")
+        repair_note = gr.Markdown("", elem_id="repair-status")
     with gr.Row():
         prompt = gr.Textbox(show_label=False, placeholder="Type your message and press Enter",
                             scale=6, elem_id="prompt", max_lines=8)
@@ -119,30 +143,105 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
         yield (*view.chats, prompt_update, view.battle_id, gr.update(visible=view.votable), note,
                gr.update(interactive=True))
 
-    def cast_vote(outcome: str, battle: str | None, request: gr.Request) -> tuple:
-        try:
-            reveal = arena.vote(battle or None, outcome, voter_id(request.username, request.session_hash),
-                                session=request.session_hash or "")
-        except Refused as exc:
-            return (gr.update(), gr.update(visible=False), refused(exc), gr.update(), gr.update(),
-                    gr.update(), gr.update(), gr.update())
+    def may_repair(request: gr.Request) -> bool:
+        return access is None or access.user_for(request).role in REPAIR_ROLES
+
+    def voter(request: gr.Request) -> str:
+        return voter_id(request.username, request.session_hash)
+
+    keep = gr.update()
+
+    def revealed(reveal: Reveal) -> tuple:
+        """The page after the names are shown (the battle id stays: a repair names it)."""
         text = (f"### Thanks for voting — {OUTCOME_TEXT[reveal.outcome]}.\n"
                 f"**Model A** was {code_span(reveal.model_a)} · **Model B** was {code_span(reveal.model_b)}.\n\n"
                 "Press 🎲 New round to battle a new pair.")
         if reveal.identity_leak:
             text += ("\n\n_An answer revealed a model's identity, so this vote is kept but left out of "
                      "the ratings._")
-        return ("", gr.update(visible=False), text,
+        return (keep, gr.update(visible=False), gr.update(visible=False), text,
                 gr.update(label=f"Model A: {reveal.model_a}"), gr.update(label=f"Model B: {reveal.model_b}"),
                 gr.update(interactive=False, placeholder="Battle over: press New round"),
-                gr.update(interactive=False), gr.update(interactive=False))
+                gr.update(interactive=False), gr.update(interactive=False), gr.Timer(active=False),
+                keep, keep, keep)
+
+    def recorded(ballot: Ballot) -> str:
+        return (f"✅ Recorded: **{RECORDED_TEXT[ballot.outcome]}** · ↩️ Undo ({ballot.undo_s:.0f} s). "
+                "The models are shown when the time is up, or now with 👀 Show the models.")
+
+    def cast_vote(outcome: str, battle: str | None, request: gr.Request) -> tuple:
+        try:
+            ballot = arena.cast(battle or None, outcome, voter(request), session=request.session_hash or "")  # type: ignore[arg-type]
+            if ballot.undo_s <= 0:  # no undo window: the names at once
+                return reveal_page(ballot.battle_id, request, repair_from=ballot)
+        except Refused as exc:
+            return (keep, gr.update(visible=False), keep, refused(exc), keep, keep, keep, keep, keep, keep,
+                    keep, keep, keep)
+        return (ballot.battle_id, gr.update(visible=False), gr.update(visible=True), recorded(ballot), keep, keep,
+                gr.update(interactive=False), gr.update(interactive=False), gr.update(interactive=False),
+                gr.Timer(active=True), *repair_fields(ballot, request))
+
+    def repair_fields(ballot: Ballot, request: gr.Request) -> tuple:
+        if not may_repair(request):
+            return gr.update(visible=False), keep, keep
+        return gr.update(visible=True), gr.update(value=ballot.preferred or ""), ""
+
+    def reveal_page(battle: str | None, request: gr.Request, repair_from: Ballot | None = None) -> tuple:
+        page = revealed(arena.reveal(battle or None, voter(request), session=request.session_hash or ""))
+        if repair_from is not None:
+            page = (repair_from.battle_id, *page[1:10], *repair_fields(repair_from, request))
+        return page
+
+    def show_models(battle: str | None, request: gr.Request) -> tuple:
+        """👀 Show the models: ends the undo window now; the vote is final."""
+        try:
+            return reveal_page(battle, request)
+        except Refused as exc:
+            return (keep, keep, keep, refused(exc), keep, keep, keep, keep, keep, gr.Timer(active=False),
+                    keep, keep, keep)
+
+    def tick(battle: str | None, request: gr.Request) -> tuple:
+        """The undo window's countdown; the names once it is over."""
+        ballot = arena.pending(request.session_hash or "")
+        if ballot is None:  # undone, revealed, or a new round: nothing to count down
+            return (keep,) * 9 + (gr.Timer(active=False), keep, keep, keep)
+        if ballot.undo_s > 0:
+            return (keep, keep, gr.update(visible=True), recorded(ballot)) + (keep,) * 9
+        try:
+            return reveal_page(ballot.battle_id, request)
+        except Refused as exc:
+            return (keep, keep, gr.update(visible=False), refused(exc)) + (keep,) * 5 + (
+                gr.Timer(active=False), keep, keep, keep)
+
+    def undo_vote(battle: str | None, request: gr.Request) -> tuple:
+        """↩️ Undo: the vote is taken back (before the names were shown); vote again."""
+        try:
+            undone = arena.undo(battle or None, voter(request), session=request.session_hash or "")
+        except Refused as exc:
+            return (keep, keep, keep, refused(exc)) + (keep,) * 9
+        return (undone.battle_id, gr.update(visible=True), gr.update(visible=False),
+                f"↩️ Your vote ({RECORDED_TEXT[undone.outcome]}) was undone. Vote again, or keep chatting.",
+                keep, keep, gr.update(interactive=True), gr.update(interactive=True), gr.update(interactive=True),
+                gr.Timer(active=False), gr.update(visible=False), gr.update(value=""), "")
+
+    def save_repair(battle: str | None, text: str | None, request: gr.Request) -> str:
+        """💾 Save my answer: the repair is kept with the voter's vote (admins and labellers)."""
+        try:
+            if access is not None:
+                access.require_role(request, *REPAIR_ROLES)
+            repaired = arena.repair(battle or None, voter(request), text)
+        except Refused as exc:
+            return refused(exc)
+        return (f"💾 Saved your answer ({len(repaired.repair):,} characters) with your vote. You may edit and "
+                "save it again.")
 
     def start_new_round(request: gr.Request) -> tuple:
         arena.close_session(request.session_hash or "")
         return ("", gr.update(value=[], label="Model A"), gr.update(value=[], label="Model B"),
                 gr.update(visible=False), "",
                 gr.update(interactive=True, value="", placeholder="Type your message and press Enter"),
-                gr.update(interactive=True), gr.update(interactive=False))
+                gr.update(interactive=True), gr.update(interactive=False), gr.update(visible=False),
+                gr.Timer(active=False), gr.update(visible=False), gr.update(value=""), "")
 
     def redraw(request: gr.Request) -> tuple:
         """The panes again from the server's battle (a browser emptied its copy)."""
@@ -157,14 +256,23 @@ def build_arena_tab(arena: Arena, examples: list[str]) -> None:
     prompt.submit(send_message, [prompt], stream_outputs, api_name="send_on_enter",
                   api_visibility="private", concurrency_limit=None, trigger_mode="multiple")
     regenerate.click(regenerate_turn, None, stream_outputs, api_name="regenerate", concurrency_limit=None)
-    vote_outputs = [shown, vote_row, status, chat_a, chat_b, prompt, send, regenerate]
+    vote_outputs = [shown, vote_row, undo_row, status, chat_a, chat_b, prompt, send, regenerate, ticker,
+                    repair_box, repair_text, repair_note]
     for outcome, button in vote_buttons.items():
         button.click(_vote_handler(cast_vote, outcome), [shown], vote_outputs,
                      api_name=f"vote_{outcome}", concurrency_limit=None)
+    # the service decides what a second click, or a click after the reveal, gets (a refusal, said)
+    undo.click(undo_vote, [shown], vote_outputs, api_name="vote_undo", concurrency_limit=None)
+    show.click(show_models, [shown], vote_outputs, api_name="vote_reveal", concurrency_limit=None)
+    ticker.tick(tick, [shown], vote_outputs, api_visibility="private", show_progress="hidden",
+                concurrency_limit=None)
+    repair_save.click(save_repair, [shown, repair_text], [repair_note], api_name="vote_repair",
+                      concurrency_limit=None)
     # a new round closes the old battle in the service, which ends its stream before the page is
     # cleared, so no late frame of it comes back (and no vote can reach it)
     new_round.click(start_new_round, None,
-                    [shown, chat_a, chat_b, vote_row, status, prompt, send, regenerate],
+                    [shown, chat_a, chat_b, vote_row, status, prompt, send, regenerate, undo_row, ticker,
+                     repair_box, repair_text, repair_note],
                     api_name="new_round")
     for chat in (chat_a, chat_b):
         chat.clear(redraw, None, [chat_a, chat_b], api_visibility="private")

@@ -1,5 +1,6 @@
-"""The Campaigns tab (admins): create a labelling campaign, follow its progress, per-labeller
-counts and agreement between labellers. It names contestants, so it is filled only when an
+"""The Campaigns tab (admins): create a labelling campaign (with rubric criteria and assigned
+reviewers if wanted), follow its progress, per-labeller counts and agreement between labellers,
+overall and per criterion. It names contestants, so it is filled only when an
 admin opens it, and every handler is admin-only (ui/app.py wraps the whole tab)."""
 
 from __future__ import annotations
@@ -10,9 +11,26 @@ from typing import Any
 import gradio as gr
 
 from qwen3arena.api import Actions, CampaignDraft, typed
-from qwen3arena.campaigns import Progress, shipped_prompt_sets
+from qwen3arena.campaigns import MAX_CRITERIA, AgreementReport, Progress, shipped_prompt_sets
 from qwen3arena.errors import Refused
 from qwen3arena.ui.forms import Form
+
+
+def _split(text: str | None) -> list[str]:
+    """A comma-separated form field as a list (the service checks each entry)."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _criterion_lines(name: str, a: AgreementReport) -> list[str]:
+    if not a.items:
+        return [f"- **{name}**: no battle has two labellers' verdicts yet"]
+    fleiss = f"{a.fleiss:.2f}" if a.fleiss is not None else "n/a"
+    lines = [f"- **{name}**: {a.items} shared battles, {a.percent:.0%} pairwise agreement, Fleiss' κ = {fleiss}"]
+    for pair in a.pairs:
+        kappa = f"{pair.kappa:.2f}" if pair.kappa is not None else "n/a"
+        lines.append(f"  - {pair.labellers[0]} × {pair.labellers[1]}: {pair.items} battles, "
+                     f"{pair.percent:.0%} agree, Cohen's κ = {kappa}")
+    return lines
 
 
 def _agreement_text(p: Progress) -> str:
@@ -32,6 +50,10 @@ def _agreement_text(p: Progress) -> str:
             kappa = f"{pair.kappa:.2f}" if pair.kappa is not None else "n/a"
             lines.append(f"- {pair.labellers[0]} × {pair.labellers[1]}: {pair.items} battles, "
                          f"{pair.percent:.0%} agree, Cohen's κ = {kappa}")
+    if p.criteria:
+        lines.append("\n**Agreement per criterion** (the labellers' A / B / tie verdicts):")
+        for name, report in p.criteria.items():
+            lines += _criterion_lines(name, report)
     return "\n".join(lines)
 
 
@@ -56,9 +78,18 @@ def build_campaigns_tab(actions: Actions) -> gr.Tab:
                             elem_id="campaign-rubric")
         reasons = gr.Textbox(label="Reason chips (comma-separated)", value=", ".join(settings.default_reasons),
                              elem_id="campaign-reasons")
+        with gr.Row():
+            criteria = gr.Textbox(label=f"Criteria judged A / B / tie besides the vote (comma-separated lower-case "
+                                        f"slugs, at most {MAX_CRITERIA}; empty: none)",
+                                  placeholder="accuracy, safety, clarity", elem_id="campaign-criteria", scale=3)
+            required = gr.Checkbox(False, label="Criteria required", elem_id="campaign-criteria-required",
+                                   info="A vote without every criterion's verdict is refused")
+            reviewers = gr.Textbox(label="Reviewers (logins, comma-separated; empty: every labeller)",
+                                   elem_id="campaign-reviewers", scale=2)
         create = gr.Button("Create campaign", variant="primary", elem_id="campaign-create")
         message = gr.Markdown(elem_id="campaign-message")
-        table = gr.Dataframe(headers=["campaign", "status", "prompts", "judgements done", "contestants"],
+        table = gr.Dataframe(headers=["campaign", "status", "prompts", "judgements done", "contestants",
+                                      "criteria", "reviewers"],
                              interactive=False, wrap=True, elem_id="campaign-table")
         with gr.Row():
             chosen = gr.Dropdown(label="Campaign", choices=[], elem_id="campaign-chosen")
@@ -68,11 +99,13 @@ def build_campaigns_tab(actions: Actions) -> gr.Tab:
 
         # CampaignDraft's fields by name (the source radio and the file are read into the draft)
         form = Form(name=name, source=source, shipped=shipped, contestants=contestants, votes_per_prompt=votes,
-                    overlap=overlap, limit=limit, rubric=rubric)
+                    overlap=overlap, limit=limit, rubric=rubric, criteria_required=required)
 
         def rows() -> tuple[list[list[Any]], Any]:
             campaigns = actions.campaigns()
-            data = [[c.name, c.status, c.prompts, f"{c.done}/{c.slots}", ", ".join(c.contestants)] for c in campaigns]
+            data = [[c.name, c.status, c.prompts, f"{c.done}/{c.slots}", ", ".join(c.contestants),
+                     ", ".join(c.criteria) + (" (required)" if c.criteria_required else ""),
+                     ", ".join(c.reviewers) or "all labellers"] for c in campaigns]
             choices = [(c.name, c.campaign_id) for c in campaigns]
             return data, gr.update(choices=choices, value=choices[-1][1] if choices else None)
 
@@ -86,7 +119,8 @@ def build_campaigns_tab(actions: Actions) -> gr.Tab:
             if fields.get("source") == "upload" and file_v:
                 fields["prompts_jsonl"] = Path(file_v).read_text(encoding="utf-8", errors="replace")
                 fields["upload_name"] = Path(file_v).name
-            fields["reasons"] = [r.strip() for r in (data[reasons] or "").split(",") if r.strip()]
+            fields["reasons"] = _split(data[reasons])
+            fields["criteria"], fields["reviewers"] = _split(data[criteria]), _split(data[reviewers])
             try:
                 created = actions.create_campaign(typed(CampaignDraft, fields, "campaign"),
                                                   created_by=request.username or None)
@@ -118,7 +152,8 @@ def build_campaigns_tab(actions: Actions) -> gr.Tab:
         private: dict[str, Any] = {"api_visibility": "private"}
         tab.select(on_open, None, [contestants, table, chosen], **private)
         refresh.click(rows, None, [table, chosen], **private)
-        create.click(create_campaign, form.components | {upload, reasons}, [message, table, chosen, details],
+        create.click(create_campaign, form.components | {upload, reasons, criteria, reviewers},
+                     [message, table, chosen, details],
                      **private)
         chosen.change(show, [chosen], [details], **private)
         toggle.click(toggle_status, [chosen], [details, table, chosen], **private)

@@ -19,12 +19,12 @@ from qwen3arena.errors import Refused  # noqa: E402
 from qwen3arena.harvest import BattleFilters, HarvestRules, LineageEntry, lineage_frame  # noqa: E402
 from qwen3arena.ui.forms import Form  # noqa: E402
 from qwen3arena.ui.plots import figure_panel, interval_errors, message_figure, new_figure, panel  # noqa: E402
-from qwen3arena.ui.render import chat_styles, safe_chatbot  # noqa: E402
+from qwen3arena.ui.render import chat_styles, code_span, safe_chatbot  # noqa: E402
 from qwen3arena.ui.train_tab import TrainTab  # noqa: E402
 
 OUTCOME_LABELS = [("A better", "model_a"), ("B better", "model_b"), ("tie", "tie"), ("both bad", "both_bad")]
 BATTLE_COLUMNS = ["battle", "voted", "voter", "model A", "model B", "vote", "turns", "category", "judge",
-                  "excluded", "prompt"]
+                  "excluded", "repaired", "prompt"]
 ROUND_COLUMNS = ["round", "built", "by", "votes", "SFT rows", "preference pairs", "parent", "directory"]
 
 
@@ -85,6 +85,9 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
             with gr.Row():  # answers shown as safe HTML, read-only (ui.render)
                 chat_a = safe_chatbot(label="Model A", height=300, elem_id="data-chat-a")
                 chat_b = safe_chatbot(label="Model B", height=300, elem_id="data-chat-b")
+            # the voter's repair (docs/harvest.md), shown like the answers: safe HTML, read-only
+            repair_view = safe_chatbot(label="Repair (the voter's own answer; the harvest trains on it)",
+                                       height=200, visible=False, elem_id="data-repair")
             with gr.Row():
                 reason = gr.Textbox(label="Why leave it out", placeholder="e.g. wrong facts in both", scale=3)
                 exclude_btn = gr.Button("Exclude from harvest", scale=1, elem_id="data-exclude")
@@ -137,19 +140,26 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
                       r.battle.voter, r.battle.model_a, r.battle.model_b, r.battle.outcome,
                       sum(1 for m in r.battle.conversation_a if m.get("role") == "user"), r.category,
                       {True: "agrees", False: "disagrees", None: ""}[r.judge_agrees], r.battle.excluded or "",
-                      r.prompt[:80]] for r in reversed(rows)]
+                      "✏️" if r.battle.repair else "", r.prompt[:80]] for r in reversed(rows)]
             return pd.DataFrame(table, columns=BATTLE_COLUMNS)
 
         def show_battle(bid: str | None) -> tuple:
             row = actions.battle(bid or "")
             if row is None:
-                return "", [], [], gr.update(label="Model A"), gr.update(label="Model B")
+                return "", [], [], gr.update(label="Model A"), gr.update(label="Model B"), gr.update(visible=False)
             b = row.battle
             info = (f"Vote: **{dict((v, k) for k, v in OUTCOME_LABELS)[b.outcome]}** by `{b.voter}` · "
                     f"category {row.category}" + (" · identity leak" if b.identity_leak else "")
                     + (f" · excluded: {b.excluded}" if b.excluded else ""))
+            repair = gr.update(visible=False, value=[])
+            if b.repair:
+                when = b.repaired_at.strftime("%Y-%m-%d %H:%M") if b.repaired_at else ""
+                info += (f"\n\n✏️ Repaired by {code_span(b.repaired_by or b.voter)} {when}: "
+                         + ("it replaces the preferred answer." if b.repair_original is not None
+                            else "no answer was preferred, so it answers on its own."))
+                repair = gr.update(visible=True, value=[{"role": "assistant", "content": b.repair}])
             return (info, _chat(b.conversation_a), _chat(b.conversation_b),
-                    gr.update(label=f"A: {b.model_a}"), gr.update(label=f"B: {b.model_b}"))
+                    gr.update(label=f"A: {b.model_a}"), gr.update(label=f"B: {b.model_b}"), repair)
 
         def on_select(evt: gr.SelectData, table: pd.DataFrame) -> tuple:
             index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -239,8 +249,10 @@ def build_data_tab(actions: Actions, train: TrainTab | None, tabs: gr.Tabs) -> g
                    **private)
         for control in filter_form.fields.values():
             control.change(battle_rows, filter_inputs, [battles], show_progress="hidden", **private)
-        battles.select(on_select, [battles], [battle_id, battle_info, chat_a, chat_b, chat_a, chat_b], **private)
-        battle_id.submit(show_battle, [battle_id], [battle_info, chat_a, chat_b, chat_a, chat_b], **private)
+        battles.select(on_select, [battles], [battle_id, battle_info, chat_a, chat_b, chat_a, chat_b, repair_view],
+                       **private)
+        battle_id.submit(show_battle, [battle_id], [battle_info, chat_a, chat_b, chat_a, chat_b, repair_view],
+                         **private)
         exclude_btn.click(exclude, filter_inputs | {battle_id, reason}, [battle_info, battles], **private)
         include_btn.click(include, filter_inputs | {battle_id}, [battle_info, battles], **private)
         preview_btn.click(preview, filter_inputs | rule_form.components, [round_message, examples], **private)

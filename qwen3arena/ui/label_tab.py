@@ -1,9 +1,14 @@
 """The Label tab: a labeller works through a campaign. Prompts are served (no typing), a
 follow-up turn is allowed, each vote takes a reason chip and an optional comment, and the
 labeller's own progress is shown. Names are never shown here, not even after a vote; the
-page holds no battle id: the server knows which slot the labeller has in hand. The answer
+page holds no battle id: the server knows which slot the labeller has in hand (and, after a vote,
+which battle it was: a server-side gr.State, for the repair box that then appears: the labeller
+may edit the preferred answer, or write one when both were bad). The answer
 panes are outputs only, drawn from the server's battle (TurnView.chats) or stored review, as
-safe_chatbot panes (ui.render: safe HTML, no editing control). Every refusal is said on the page."""
+safe_chatbot panes (ui.render: safe HTML, no editing control). Every refusal is said on the page.
+A campaign with rubric criteria shows one A / B / tie choice per criterion beside the vote buttons
+(hidden with them until both answers are in); a campaign open to named reviewers is listed only
+for them."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from qwen3arena.arena import TurnView, render_pane, voter_id
-from qwen3arena.campaigns import Assignment, CampaignError, CampaignService
+from qwen3arena.campaigns import MAX_CRITERIA, Assignment, CampaignError, CampaignService
 from qwen3arena.errors import Refused
 from qwen3arena.ui.arena_tab import VOTE_LABELS, _user_text
 from qwen3arena.ui.render import chat_styles, safe_chatbot
@@ -22,6 +27,17 @@ def _progress_text(service: CampaignService, campaign_id: str, labeller: str) ->
     mine = service.my_progress(campaign_id, labeller)
     return (f"**Your progress:** {mine.done} judged · {mine.available} more prompts open to you "
             f"(campaign: {mine.total} judgements in all)")
+
+
+# a criterion's verdict, as the labeller picks it (the service takes these values)
+VERDICT_CHOICES = [("A is better", "model_a"), ("B is better", "model_b"), ("Tie", "tie")]
+
+
+def _criteria_updates(names: list[str], required: bool) -> list[Any]:
+    """The criterion choices for a campaign: one per criterion, in order, cleared; the rest hidden."""
+    need = "required" if required else "optional"
+    return [gr.update(visible=True, label=f"{names[i]} ({need})", value=None) if i < len(names)
+            else gr.update(visible=False, value=None) for i in range(MAX_CRITERIA)]
 
 
 def build_label_tab(service: CampaignService) -> gr.Tab:
@@ -47,9 +63,19 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
         with gr.Group(visible=False, elem_id="label-vote-box") as vote_box:
             reason = gr.Radio(label="Reason", choices=[], elem_id="label-reason")
             comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="label-comment")
+            # the campaign's rubric criteria, named when it is chosen (label_vote_* take them in order)
+            criteria = [gr.Radio(VERDICT_CHOICES, label=f"criterion {i}", visible=False,
+                                 elem_id=f"label-criterion-{i}") for i in range(1, MAX_CRITERIA + 1)]
             with gr.Row():
                 buttons = {o: gr.Button(label, elem_id=f"label-vote-{o.replace('_', '-')}")
                            for o, label in VOTE_LABELS.items()}
+        voted = gr.State("")  # the battle of the labeller's last vote (kept on the server)
+        with gr.Group(visible=False, elem_id="label-repair-box") as repair_box:
+            repair_text = gr.Textbox(label="✏️ Repair: edit the answer you preferred, or write a better one "
+                                           "(optional; used as training data)", lines=6,
+                                     elem_id="label-repair-text")
+            repair_save = gr.Button("💾 Save my answer", elem_id="label-repair-save")
+            repair_note = gr.Markdown("", elem_id="label-repair-status")
 
         def labeller(request: gr.Request) -> str:
             return voter_id(request.username, request.session_hash)
@@ -59,8 +85,8 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
             gr.Warning(str(exc))
             return f"⚠️ {exc}"
 
-        def list_open() -> Any:
-            views = service.open_for_labellers()
+        def list_open(request: gr.Request) -> Any:
+            views = service.open_for_labellers(labeller(request))  # assigned reviewers: only theirs
             choices = [(v.name, v.campaign_id) for v in views]
             return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
@@ -68,7 +94,7 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
             if not campaign_id:
                 return "No open campaign yet.", "", gr.update(choices=[], value=None)
             try:
-                view = service.view(campaign_id)
+                view = service.view(campaign_id, labeller(request))
             except CampaignError as exc:
                 return f"⚠️ {exc}", "", gr.update()
             return (f"**Rubric:** {view.rubric}", _progress_text(service, campaign_id, labeller(request)),
@@ -132,14 +158,29 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
 
         def cast(outcome: str):
             def vote(campaign_id: str | None, reason_v: str | None, comment_v: str | None,
-                     request: gr.Request) -> tuple:
+                     criterion_1: str | None = None, criterion_2: str | None = None, criterion_3: str | None = None,
+                     criterion_4: str | None = None, criterion_5: str | None = None, criterion_6: str | None = None,
+                     criterion_7: str | None = None, criterion_8: str | None = None,
+                     request: gr.Request = None) -> tuple:  # type: ignore[assignment]
                 who = labeller(request)
+                keep = gr.update()
+                picked = (criterion_1, criterion_2, criterion_3, criterion_4, criterion_5, criterion_6, criterion_7,
+                          criterion_8)[:MAX_CRITERIA]
                 try:
-                    service.vote(campaign_id or "", who, outcome, reason_v, comment_v)  # type: ignore[arg-type]
+                    # the verdicts in the campaign's criteria order; one past its last is refused, by position
+                    names = service.view(campaign_id or "", who).criteria
+                    verdicts = {names[i] if i < len(names) else f"criterion_{i + 1}": v for i, v in enumerate(picked)}
+                    done = service.vote(campaign_id or "", who, outcome, reason_v, comment_v,  # type: ignore[arg-type]
+                                        verdicts=verdicts)
                 except Refused as exc:
-                    return gr.update(), gr.update(), gr.update(), refused(exc), gr.update(), gr.update(), gr.update()
-                return ([], [], gr.update(visible=False), "✅ Saved. Press ▶ Next prompt for the next one.",
-                        _progress_text(service, campaign_id, who), gr.update(value=None), gr.update(value=""))
+                    return keep, keep, keep, refused(exc), keep, keep, keep, keep, keep, keep, keep
+                saved = ("✅ Saved. Press ▶ Next prompt for the next one.", _progress_text(service, campaign_id, who),
+                         gr.update(value=None), gr.update(value=""))
+                if done.kind != "battle" or not done.battle_id:  # a review is not a vote: nothing to repair
+                    return ([], [], gr.update(visible=False), *saved, "", gr.update(visible=False), keep, "")
+                # the answers stay in view for the repair box
+                return (keep, keep, gr.update(visible=False), *saved, done.battle_id, gr.update(visible=True),
+                        gr.update(value=service.preferred_answer(done.battle_id) or ""), "")
             vote.__name__ = f"label_vote_{outcome}"
             return vote
 
@@ -170,7 +211,34 @@ def build_label_tab(service: CampaignService) -> gr.Tab:
         for chat in (chat_a, chat_b):
             chat.clear(redraw, [campaign], [chat_a, chat_b], api_visibility="private")
         for outcome, button in buttons.items():
-            button.click(cast(outcome), [campaign, reason, comment],
-                         [chat_a, chat_b, vote_box, status, progress, reason, comment],
+            button.click(cast(outcome), [campaign, reason, comment, *criteria],
+                         [chat_a, chat_b, vote_box, status, progress, reason, comment, voted, repair_box,
+                          repair_text, repair_note],
                          api_name=f"label_vote_{outcome}")
+
+        def save_repair(battle_id: str | None, text: str | None, request: gr.Request) -> str:
+            """💾 Save my answer: the repair is kept with the labeller's last vote."""
+            try:
+                repaired = service.repair(battle_id or None, labeller(request), text)
+            except Refused as exc:
+                return refused(exc)
+            return (f"💾 Saved your answer ({len(repaired.repair):,} characters) with your vote. You may edit "
+                    "and save it again.")
+
+        def show_criteria(campaign_id: str | None, request: gr.Request) -> list[Any]:
+            try:
+                view = service.view(campaign_id, labeller(request)) if campaign_id else None
+            except Refused:
+                view = None
+            return _criteria_updates(view.criteria if view else [], bool(view and view.criteria_required))
+
+        campaign.change(show_criteria, [campaign], criteria, api_visibility="private")
+        # a new prompt starts with no criterion chosen
+        next_btn.click(lambda: [gr.update(value=None)] * MAX_CRITERIA, None, criteria, api_visibility="private")
+
+        repair_save.click(save_repair, [voted, repair_text], [repair_note], api_name="label_repair")
+        # the next prompt (or a follow-up) puts the last vote's repair box away
+        for button in (next_btn, send):
+            button.click(lambda: (gr.update(visible=False), ""), None, [repair_box, repair_note],
+                         api_visibility="private")
     return tab

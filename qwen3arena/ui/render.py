@@ -187,6 +187,26 @@ def code_span(text: str) -> str:
 HIDE_CHAT_TOOLBAR = "<style>.safe-chat .icon-button-wrapper.top-panel { display: none !important; }</style>"
 
 
+SAFE_CHAT = "safe-chat"  # the class that marks a safe_chatbot pane (and hides its toolbar)
+_chatbot_postprocess = gr.Chatbot.postprocess
+
+
+def _safe_postprocess(self: gr.Chatbot, value: Any) -> Any:
+    """gr.Chatbot.postprocess, rendering every message with render_message first in a safe pane.
+
+    On the class, not the instance: Gradio answers a gr.update(...) of a component (a new label,
+    visibility) by building a fresh gr.Chatbot from its constructor arguments and keeps that copy
+    for the session, so every later value of the pane goes through the copy. An instance override
+    would be lost there (the pane would then send the browser raw text for Gradio to show as
+    HTML, images and all); this check is not, since the copy keeps the pane's classes."""
+    if SAFE_CHAT in (self.elem_classes or ()) and isinstance(value, (list, tuple)):
+        value = safe_messages(value)
+    return _chatbot_postprocess(self, value)
+
+
+gr.Chatbot.postprocess = _safe_postprocess  # type: ignore[method-assign]
+
+
 def safe_chatbot(*, elem_classes: list[str] | str | None = None, **kwargs: Any) -> gr.Chatbot:
     """A read-only chat pane for battles: every message it is given passes through
     render_message on the server (the browser is sent finished, safe HTML and renders no markdown
@@ -194,19 +214,13 @@ def safe_chatbot(*, elem_classes: list[str] | str | None = None, **kwargs: Any) 
     button, and its toolbar (the trash icon) is hidden by HIDE_CHAT_TOOLBAR, which the tab places
     once with chat_styles(). Panes are outputs only: the server's conversation is the only one.
 
-    A configured Chatbot rather than a subclass: Gradio writes a .pyi file beside the module of
-    every component subclass."""
+    A configured Chatbot (marked by the SAFE_CHAT class, which _safe_postprocess looks for)
+    rather than a subclass: Gradio writes a .pyi file beside the module of every component
+    subclass."""
     classes = [elem_classes] if isinstance(elem_classes, str) else list(elem_classes or [])
     kwargs.update(render_markdown=False, sanitize_html=True, latex_delimiters=[], allow_tags=False,
                   buttons=[], editable=None, feedback_options=None, allow_file_downloads=False)
-    chat = gr.Chatbot(elem_classes=[*classes, "safe-chat"], **kwargs)
-    plain = chat.postprocess
-
-    def postprocess(value: Any) -> Any:  # every value, an update's included, is set through here
-        return plain(safe_messages(value) if isinstance(value, (list, tuple)) else value)
-
-    chat.postprocess = postprocess  # type: ignore[method-assign]
-    return chat
+    return gr.Chatbot(elem_classes=[*classes, SAFE_CHAT], **kwargs)
 
 
 def chat_styles() -> gr.HTML:

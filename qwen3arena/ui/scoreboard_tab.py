@@ -1,6 +1,8 @@
 """The Scoreboard tab: human ratings with intervals, judge ratings and benchmark scores in
 separate columns, plots, filters, human-judge agreement, CSV export; judge and EvalScope
-runs started from here. Filled when the tab opens (it names models)."""
+runs started from here. Filled when the tab opens (it names models). The "Board" selector shows
+a rubric criterion's board instead (ratings from the labellers' verdicts on it, with their
+agreement on it)."""
 
 from __future__ import annotations
 
@@ -77,7 +79,25 @@ def _matrix_plot(matrix: pd.DataFrame, title: str, fmt: str):
     return fig
 
 
+def _criterion_agreement_text(board: Scoreboard) -> str:
+    """A criterion's board: how far the labellers agree on it (battles several judged)."""
+    a = board.labeller_agreement
+    if a is None or not a.items:
+        return (f"**Labeller agreement on {board.criterion}:** no battle has two labellers' verdicts yet "
+                "(a campaign with overlap gives some).")
+    fleiss = f"{a.fleiss:.2f}" if a.fleiss is not None else "n/a"
+    lines = [f"**Labeller agreement on {board.criterion}** on {a.items} shared battles ({a.labels} verdicts): "
+             f"{a.percent:.0%} pairwise agreement, Fleiss' κ = {fleiss}"]
+    for pair in a.pairs:
+        kappa = f"{pair.kappa:.2f}" if pair.kappa is not None else "n/a"
+        lines.append(f"- {pair.labellers[0]} × {pair.labellers[1]}: {pair.items} battles, {pair.percent:.0%} agree, "
+                     f"Cohen's κ = {kappa}")
+    return "\n".join(lines)
+
+
 def _agreement_text(board: Scoreboard) -> str:
+    if board.criterion:
+        return _criterion_agreement_text(board)
     a = board.agreement
     if not a["battles"]:
         return "**Human–judge agreement:** no battle has both a human vote and a judge verdict yet."
@@ -113,6 +133,8 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
             until = gr.Textbox(label="To (YYYY-MM-DD)")
             category = gr.Dropdown(label="Prompt category", allow_custom_value=True, elem_id="board-category")
             campaign = gr.Dropdown(label="Campaign", allow_custom_value=True, elem_id="board-campaign")
+            criterion = gr.Dropdown([("overall", "")], value="", label="Board", elem_id="board-criterion",
+                                    info="overall: the votes; a criterion: the labellers' verdicts on it")
             refresh = gr.Button("Refresh", variant="primary", elem_id="board-refresh")
             auto = gr.Checkbox(True, label="Refresh every 30 s")
         notes = gr.Markdown(elem_id="board-notes")
@@ -148,7 +170,7 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
         filter_form = Form(min_votes=min_votes, include_ties=include_ties, both_bad_as_tie=both_bad,
                            exclude_identity_leaks=no_leaks, voter=voter, since=since, until=until,
                            campaign=campaign, style_control=style, intervals=intervals,
-                           reweight_pairs=reweight)
+                           reweight_pairs=reweight, criterion=criterion)
 
         def load(data: dict) -> tuple:
             try:
@@ -247,6 +269,8 @@ def build_scoreboard_tab(actions: Actions) -> gr.Tab:
         board_timer.tick(load, filter_inputs, outputs, api_visibility="private", show_progress="hidden")
         tab.select(on_open, None, [judge_info, candidate, baseline, eval_model, category, campaign],
                    api_visibility="private")
+        tab.select(lambda: gr.update(choices=[("overall", ""), *((c, c) for c in actions.filter_choices().criteria)]),
+                   None, [criterion], api_visibility="private")
         # the API of these actions: /judge_battles, /judge_prompt_set, /judge_job, /run_benchmarks, /benchmark
         judge_battles_btn.click(run_judge_battles, None, judge_log, api_visibility="private")
         judge_prompts_btn.click(run_judge_prompts, [candidate, baseline], judge_log, api_visibility="private")

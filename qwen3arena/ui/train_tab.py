@@ -103,6 +103,10 @@ def _run_lines(view: RunView) -> str:
         lines.append(f"W&B: {link}")
     if view.adapter:
         lines.append(f"Adapter: `{view.adapter}`")
+    if view.arena_note:
+        lines.append(f"ℹ️ Not in the arena: {view.arena_note}.")
+    elif view.in_arena:
+        lines.append("✅ Its checkpoint joined the arena.")
     return "\n\n".join(lines)
 
 
@@ -169,7 +173,8 @@ def build_train_tab(actions: Actions) -> TrainTab:
                     with gr.Row():
                         wandb_project = gr.Textbox("qwen3arena", label="Project")
                         wandb_run = gr.Textbox(label="Run name (default: checkpoint name)")
-                join = gr.Checkbox(True, label="Join the arena when the run finishes")
+                join = gr.Checkbox(True, label="Join the arena when the run finishes",
+                                   info="A run you stop stays out until you add it (Checkpoints below)")
                 with gr.Row():
                     preview_btn = gr.Button("Preview", elem_id="train-preview")
                     start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
