@@ -102,3 +102,19 @@ def seed_unfinished_votes(store, model_a: str, model_b: str, prefix: str, n: int
             conversation_a=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * (10 + 7 * i)}],
             conversation_b=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "- b\n" * (1 + i % 7)}]))
         store.record_vote(f"{prefix}-{i}", ("model_a", "model_b", "tie")[i % 3], f"anon:{prefix}")
+
+
+@pytest.fixture
+def stubs():
+    """make(*args) -> a StubEndpoint (a scripted OpenAI-compatible server), closed afterwards."""
+    from openai_stub import StubEndpoint
+
+    made: list[StubEndpoint] = []
+
+    def make(*args, **kwargs) -> StubEndpoint:
+        made.append(StubEndpoint(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for stub in made:
+        stub.close()

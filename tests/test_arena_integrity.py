@@ -34,19 +34,6 @@ def store(tmp_path):
     store.close()
 
 
-@pytest.fixture
-def stubs():
-    made: list[StubEndpoint] = []
-
-    def make(*args, **kwargs) -> StubEndpoint:
-        made.append(StubEndpoint(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for stub in made:
-        stub.close()
-
-
 def arena_of(store: Store, left: StubEndpoint, right: StubEndpoint, **settings) -> Arena:
     """An arena whose only two contestants are the stubs."""
     pool = ContestantPool(None)

@@ -15,31 +15,14 @@ import pytest
 
 from qwen3arena.api import Actions, CampaignDraft, CampaignRow
 from qwen3arena.api.remote import call, decode_result
-from qwen3arena.arena import Arena
-from qwen3arena.campaigns import MAX_CRITERIA, CampaignError, CampaignPrompt, CampaignService, Progress
+from qwen3arena.campaigns import MAX_CRITERIA, CampaignError, Progress
 from qwen3arena.campaigns.store import CampaignStore
-from qwen3arena.config import ArenaSettings, CampaignSettings
+from qwen3arena.config import CampaignSettings
 from qwen3arena.ratings import rate
 from qwen3arena.scoreboard import BoardFilters, build_scoreboard
-from qwen3arena.serve import ContestantPool
-from qwen3arena.store import BattleRecord, Store
+from qwen3arena.store import BattleRecord
 
-MODELS = ["m1", "m2", "m3"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "db.duckdb")
-    yield s
-    s.close()
-
-
-def _service(store, **settings) -> CampaignService:
-    return CampaignService(store, Arena(store, ContestantPool(None), ArenaSettings()), CampaignSettings(**settings))
-
-
-def _prompts(n: int) -> list[CampaignPrompt]:
-    return [CampaignPrompt(f"q{i}", f"Question {i}?") for i in range(1, n + 1)]
+from test_campaigns import MODELS, _prompts, _service, store  # noqa: F401  (store: the fixture)
 
 
 def _create(service, name="rubric", n=2, **options):

@@ -26,7 +26,6 @@ import httpx
 import pytest
 
 from conftest import free_port
-from openai_stub import StubEndpoint
 from qwen3arena.config import ArenaSettings, ConfigError, EndpointSpec, GenerationParams, VLLMSettings, load_settings
 from qwen3arena.serve import ChatResult, ContestantPool, Endpoint, endpoint_contestant, stream_chat
 from qwen3arena.serve.balance import BALANCER
@@ -42,19 +41,6 @@ def fresh_balancer():
     BALANCER.forget()
     yield
     BALANCER.forget()
-
-
-@pytest.fixture
-def stubs():
-    made: list[StubEndpoint] = []
-
-    def make(*args, **kwargs) -> StubEndpoint:
-        made.append(StubEndpoint(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for stub in made:
-        stub.close()
 
 
 def dead_url() -> str:
