@@ -22,7 +22,7 @@ from qwen3arena.harvest import Harvester, HarvestRules, VotedBattle, harvest
 from qwen3arena.scoreboard import build_scoreboard
 from qwen3arena.store import BattleRecord, Store, VoteRejected
 from qwen3arena.store.migrations import MIGRATIONS
-from test_arena_integrity import NAMES, arena_of, finish, store, stubs  # noqa: F401 (fixtures)
+from test_arena_integrity import NAMES, arena_of, finish, store  # noqa: F401 (the store fixture; stubs: conftest)
 
 
 def _names(value) -> list[str]:
