@@ -190,3 +190,16 @@ def test_the_chat_pane_renders_every_message_and_offers_no_editing():
 def test_a_name_in_a_code_span_cannot_break_out():
     assert code_span("a`b") == "`` a`b ``"
     assert render_message(code_span("x`</code><form>")) == "<p><code>x`&lt;/code&gt;&lt;form&gt;</code></p>"
+
+
+def test_importing_the_renderer_again_renders_a_safe_pane_once():
+    """gradio's reload mode imports modules again: the pane must not escape its HTML twice."""
+    import importlib
+
+    import qwen3arena.ui.render as render
+
+    pane = render.safe_chatbot()
+    once = pane.postprocess([{"role": "assistant", "content": "a < b"}])
+    importlib.reload(render)
+    again = render.safe_chatbot().postprocess([{"role": "assistant", "content": "a < b"}])
+    assert again == once and "&amp;lt;" not in str(again)

@@ -188,7 +188,8 @@ HIDE_CHAT_TOOLBAR = "<style>.safe-chat .icon-button-wrapper.top-panel { display:
 
 
 SAFE_CHAT = "safe-chat"  # the class that marks a safe_chatbot pane (and hides its toolbar)
-_chatbot_postprocess = gr.Chatbot.postprocess
+# the unpatched method, even if this module is imported again (gradio's reload mode)
+_chatbot_postprocess = getattr(gr.Chatbot.postprocess, "__wrapped__", gr.Chatbot.postprocess)
 
 
 def _safe_postprocess(self: gr.Chatbot, value: Any) -> Any:
@@ -204,6 +205,7 @@ def _safe_postprocess(self: gr.Chatbot, value: Any) -> Any:
     return _chatbot_postprocess(self, value)
 
 
+_safe_postprocess.__wrapped__ = _chatbot_postprocess  # type: ignore[attr-defined]
 gr.Chatbot.postprocess = _safe_postprocess  # type: ignore[method-assign]
 
 
