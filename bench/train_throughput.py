@@ -16,7 +16,9 @@ at 1.0, bf16 (or 4-bit):
 A contender name can carry LoraTrainConfig overrides after "+", e.g.
   app-var+padding_free=false+pad_to_multiple_of=128
 and bench switches after "@": "@nocudnn" (SDPA without cuDNN attention), "@profile"
-(torch.profiler over four steps near the end: top kernels, top host ops, GPU-busy share).
+(torch.profiler over four steps near the end: top kernels, top host ops, GPU-busy share),
+"@trace" (per step: batch shape, torch.compile counters, Triton kernels compiled), "@limit=N"
+(torch.compile's recompile limit: graphs kept per code object before it falls back to eager).
 
 tokens/s is the median over steps 4..N of (real, non-padding tokens in the step) / (step time);
 "mean" is total real tokens / total time over the same steps (it keeps any recompilation or
@@ -221,6 +223,14 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
     if "profile" in flags:
         profile_steps(first=max(steps - 6, 3), count=4)
     trace = trace_steps() if "trace" in flags else None
+    for flag in flags:
+        if flag.startswith("limit="):  # "@limit=64": graphs torch.compile keeps per code object before eager
+            import torch._dynamo
+
+            limit = int(flag.split("=", 1)[1])
+            config = torch._dynamo.config
+            setattr(config, "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit", limit)
+            config.accumulated_recompile_limit = max(getattr(config, "accumulated_recompile_limit", 256), 4 * limit)
     if "nocudnn" in flags:  # SDPA without cuDNN attention; the app's default since (cudnn_attention)
         overrides.setdefault("cudnn_attention", False)
     slug = "".join(c if c.isalnum() else "-" for c in name)
