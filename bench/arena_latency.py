@@ -4,8 +4,15 @@ Part 1 - overhead of the app: time to first token (TTFT) and tokens/s of arena a
   (natural answer lengths: the same greedy answers on every path, so the paths compare)
   (a) sent straight to the vLLM server with the openai client,
   (b) through the Arena service (what the UI calls),
-  (c) through the web app (gradio_client -> Gradio queue -> Arena -> vLLM),
-  at 1 and 8 concurrent battles (2 and 16 concurrent streams), same prompts, greedy.
+  (c) through the web app as a browser reads it, from separate client processes (as browsers
+      are): each page is opened first (config, load events), then the message is sent through
+      Gradio's queue protocol (join, then the server-sent event stream read as it arrives) ->
+      Gradio queue -> Arena -> vLLM,
+  at 1 and 8 concurrent battles (2 and 16 concurrent streams), same prompts, greedy. Every path
+  does the same work from its clock's start: the service and the web paths both open the battle
+  (Arena.send: sampling, the battle row), the direct path asks vLLM only.
+  gradio_client is not used for (c): it looks for new messages every 50 ms, which added 0-50 ms
+  of its own to every figure taken with it (docs/benchmarks.md).
 Part 2 - serving choice for the embedded contestants (base + 2 LoRA adapters):
   (a) one vLLM server with LoRA adapters (what the app does),
   (b) merged checkpoints, one vLLM server each, no LoRA,
@@ -26,7 +33,9 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,6 +95,86 @@ def direct_stream(base_url: str, model: str, prompt: str, max_tokens: int,
             "tps": tokens / (total - first) if first and total > first else None}
 
 
+class WebClient:
+    """Gradio's queue protocol as the browser speaks it: POST queue/join, then read the event
+    stream of the page's session as bytes arrive (no polling), applying each frame's diff."""
+
+    def __init__(self, url: str) -> None:
+        import uuid
+
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(timeout=None)
+        config = self.http.get(self.url + "/config").json()
+        self.endpoints = {d.get("api_name"): (d.get("id"), d["targets"][0][0] if d.get("targets") else None)
+                          for d in config["dependencies"]}
+        self.session = uuid.uuid4().hex[:12]
+        self.loads = [d.get("id") for d in config["dependencies"]
+                      if any(t[1] == "load" for t in d.get("targets") or [])]
+
+    def open_page(self) -> None:
+        """What a browser does before anyone types: the page's load events (its session starts)."""
+        for fn in self.loads:
+            for _ in self.stream(fn, []):
+                pass
+
+    def stream(self, api_name: str | int, data: list) -> Iterator[tuple[float, list]]:
+        """(seconds since the join was sent, every output as the page now holds it), per frame."""
+        import json
+
+        from gradio_client.utils import apply_diff
+
+        fn, trigger = self.endpoints[api_name] if isinstance(api_name, str) else (api_name, None)
+        start = time.perf_counter()
+        joined = self.http.post(self.url + "/gradio_api/queue/join", json={
+            "data": data, "event_data": None, "fn_index": fn, "trigger_id": trigger, "session_hash": self.session})
+        joined.raise_for_status()
+        event_id = joined.json()["event_id"]
+        outputs: list | None = None
+        with self.http.stream("GET", self.url + "/gradio_api/queue/data", params={"session_hash": self.session}) as rsp:
+            buffer = b""
+            for chunk in rsp.iter_raw():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    line, buffer = buffer.split(b"\n\n", 1)
+                    if not line.startswith(b"data:"):
+                        continue
+                    message = json.loads(line[5:])
+                    if message.get("event_id") != event_id:
+                        continue
+                    if message["msg"] == "process_generating":
+                        frame = message["output"]["data"]
+                        outputs = frame if outputs is None else [apply_diff(o, d) for o, d in zip(outputs, frame)]
+                        yield time.perf_counter() - start, outputs
+                    elif message["msg"] == "process_completed":
+                        if not message.get("success", True):
+                            raise RuntimeError(f"the web app failed the request: {message.get('output')}")
+                        return
+
+
+def first_answer_times(frames: Iterator[tuple[float, list]]) -> list[float | None]:
+    """When each pane (outputs 0 and 1) first shows answer text."""
+    first: list[float | None] = [None, None]
+    for elapsed, outputs in frames:
+        for side in (0, 1):
+            chat = outputs[side]
+            if first[side] is None and chat and chat[-1]["role"] == "assistant" and chat[-1]["content"]:
+                first[side] = elapsed
+    return first
+
+
+def web_battle(url: str, prompt: str, barrier=None) -> list[float | None]:
+    """One visitor (run in its own process): open the page, wait until every visitor of the
+    round has opened theirs (a page load is not part of a turn: the visitor read the page before
+    typing), send the message; when each pane first showed answer text, in seconds from the send."""
+    client = WebClient(url)
+    client.open_page()
+    if barrier is not None:
+        barrier.wait()
+    return first_answer_times(client.stream("send", [prompt]))
+
+
 def summarize(rows: list[dict], wall: float) -> tuple[float, float, float]:
     tokens = sum(r["tokens"] for r in rows)
     return median([r["ttft"] for r in rows]), median([r["tps"] for r in rows]), tokens / wall
@@ -93,9 +182,14 @@ def summarize(rows: list[dict], wall: float) -> tuple[float, float, float]:
 
 # -- part 1 --------------------------------------------------------------------------------
 
-def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int) -> list[str]:
-    from gradio_client import Client
+def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int, rounds: int = 3) -> list[str]:
+    import multiprocessing
 
+    # the visitors: processes of their own, as browsers are (their parsing is not the app's work)
+    visitors = concurrent.futures.ProcessPoolExecutor(max(concurrencies), multiprocessing.get_context("spawn"))
+    list(visitors.map(time.sleep, [1.0] * max(concurrencies)))  # every visitor process started
+    manager = multiprocessing.get_context("spawn").Manager()  # a round's visitors send together
+    gaps: dict[int, dict[str, list[float]]] = {}
     url = runtime.server.base_url
     lines = ["| path | battles at once | TTFT median (s) | tokens/s per answer (median) | tokens/s all answers |",
              "|---|---|---|---|---|"]
@@ -111,16 +205,17 @@ def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int) -> l
 
         def run_service(pair):
             _, _, prompt = pair
-            battle = runtime.arena.start_battle("anon:bench")
+            session = f"bench-{uuid.uuid4().hex[:8]}"
             start = time.perf_counter()
             first = [None, None]
-            for view in runtime.arena.play_turn(battle, prompt):
+            view = None
+            for view in runtime.arena.send(session, "anon:bench", prompt):  # what the web handler calls
                 for side in (0, 1):
                     if view.answers[side] and first[side] is None:
                         first[side] = time.perf_counter() - start
             total = time.perf_counter() - start
-            record = runtime.store.get_battle(battle)
-            runtime.arena.discard(battle)
+            record = runtime.store.get_battle(view.battle_id)
+            runtime.arena.close_session(session)
             rows = []
             for side, metrics in ((0, record.metrics_a[-1]), (1, record.metrics_b[-1])):
                 tokens = metrics["completion_tokens"] or 0
@@ -129,39 +224,53 @@ def part1(runtime, app_url: str, concurrencies: list[int], max_tokens: int) -> l
                              if metrics["ttft_s"] else None})
             return rows
 
-        def run_app(pair):
-            _, _, prompt = pair
-            client = Client(app_url, verbose=False)
-            start = time.perf_counter()
-            first = [None, None]
-            job = client.submit(prompt, api_name="/send")
-            for update in job:
-                for side in (0, 1):
-                    chat = update[side]
-                    if first[side] is None and chat and chat[-1]["role"] == "assistant" and chat[-1]["content"]:
-                        first[side] = time.perf_counter() - start
-            job.result()
-            total = time.perf_counter() - start
-            rows = []
-            for side in (0, 1):
-                rows.append({"ttft": first[side], "tokens": 0, "total": total, "tps": None})
-            return rows
+        barrier = manager.Barrier(concurrency)
+        warming = [True]
 
-        for name, fn in (("direct to vLLM (openai client)", run_direct),
-                         ("Arena service", run_service),
-                         ("web app (gradio_client)", run_app)):
+        def run_web(pair):
+            _, _, prompt = pair
+            first = visitors.submit(web_battle, app_url, prompt, None if warming[0] else barrier).result()
+            return [{"ttft": first[side], "tokens": 0, "total": None, "tps": None} for side in (0, 1)]
+
+        paths = (("direct to vLLM (openai client)", run_direct),
+                 ("Arena service", run_service),
+                 ("web app (as a browser)", run_web))
+        for _, fn in paths:
             fn(pairs[0])  # warm-up
-            start = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-                rows = [r for battle in pool.map(fn, pairs) for r in battle]
-            wall = time.perf_counter() - start
-            ttft, tps, agg = summarize(rows, wall)
+        warming[0] = False
+        measured: dict[str, list[tuple[float, float, float, float]]] = {}
+        for round_ in range(rounds):
+            # ABBA: a machine that drifts during the run favours no path
+            for name, fn in paths if round_ % 2 == 0 else paths[::-1]:
+                start = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+                    rows = [r for battle in pool.map(fn, pairs) for r in battle]
+                wall = time.perf_counter() - start
+                measured.setdefault(name, []).append((*summarize(rows, wall), wall))
+        for name, _ in paths:
+            ttfts = [m[0] for m in measured[name]]
+            spread = f"{median(ttfts):.3f} ({min(ttfts):.3f}-{max(ttfts):.3f})"
             if name.startswith("web app"):
-                lines.append(f"| {name} | {concurrency} | {ttft:.3f} | (not visible to the client) | "
-                             f"wall {wall:.2f} s |")
+                lines.append(f"| {name} | {concurrency} | {spread} | (not visible to the client) | |")
             else:
-                lines.append(f"| {name} | {concurrency} | {ttft:.3f} | {tps:.1f} | {agg:.1f} (wall {wall:.2f} s) |")
+                lines.append(f"| {name} | {concurrency} | {spread} | {median([m[1] for m in measured[name]]):.1f} "
+                             f"| {median([m[2] for m in measured[name]]):.1f} |")
             print(lines[-1], flush=True)
+        gaps[concurrency] = {
+            "web - service (ms)": [1000 * (w[0] - s[0]) for w, s in zip(measured[paths[2][0]], measured[paths[1][0]])],
+            "web / direct": [w[0] / d[0] for w, d in zip(measured[paths[2][0]], measured[paths[0][0]])],
+            "service - direct (ms)": [1000 * (s[0] - d[0]) for s, d in zip(measured[paths[1][0]], measured[paths[0][0]])],
+        }
+    lines.append("\nTTFT of the web app (as a browser) against the other paths, per round (median, range over "
+                 f"{rounds} rounds):\n\n| battles at once | web - service (ms) | web / direct vLLM | service - direct (ms) |"
+                 "\n|---|---|---|---|")
+    for concurrency, gap in gaps.items():
+        cells = [f"{median(v):.1f} ({min(v):.1f} to {max(v):.1f})" if "ms" in k else
+                 f"{median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" for k, v in gap.items()]
+        lines.append(f"| {concurrency} | " + " | ".join(cells) + " |")
+    print("\n".join(lines[-(len(gaps) + 1):]), flush=True)
+    visitors.shutdown()
+    manager.shutdown()
     return lines
 
 
@@ -301,6 +410,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="part 1 only")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="part 1: rounds of every path, interleaved")
     args = parser.parse_args()
 
     from qwen3arena.runtime import create_runtime
@@ -324,7 +434,7 @@ def main() -> None:
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     print(f"## Part 1: the app's overhead (greedy, natural answer lengths, at most {args.max_tokens} tokens)\n")
-    part1(runtime, f"http://127.0.0.1:{port}", [1, 8], args.max_tokens)
+    part1(runtime, f"http://127.0.0.1:{port}", [1, 8], args.max_tokens, args.rounds)
     demo.close()
     if not args.quick:
         print(f"\n## Part 2: serving the embedded contestants ({args.max_tokens} new tokens each, ignore_eos)\n")

@@ -163,6 +163,16 @@ class CampaignSettings:
 
 
 @dataclass
+class StoreSettings:
+    """Where battles, votes and everything else are kept (qwen3arena/store)."""
+
+    # Empty: the DuckDB file in the data directory (one app process writes it). A
+    # postgresql://user:password@host:port/database URL: a PostgreSQL database that several app
+    # processes share (docs/deploy.md; `python -m qwen3arena.store.postgres start` runs one locally).
+    url: str = ""
+
+
+@dataclass
 class ModelSettings:
     # "embedded" builds a tiny Qwen3 (and two LoRA adapters) into the data directory on first
     # start, offline. Put a local directory or a hub id (Qwen/Qwen3-0.6B, unsloth/Qwen3-8B) here
@@ -355,6 +365,7 @@ class EvalSettings:
 class Settings:
     home: Path = Path("~/.qwen3arena")
     ui: UISettings = field(default_factory=UISettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     arena: ArenaSettings = field(default_factory=ArenaSettings)
@@ -385,6 +396,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.home / "qwen3arena.duckdb"
+
+    @property
+    def store_target(self) -> str | Path:
+        """What the Store opens: the PostgreSQL URL when one is set, else the DuckDB file."""
+        return self.store.url or self.db_path
 
     @property
     def models_dir(self) -> Path:
@@ -437,6 +453,8 @@ def load_settings(
     bad_pairs = [pair for pair in settings.arena.target_pairs if len(pair) != 2 or pair[0] == pair[1]]
     if bad_pairs:
         raise ConfigError(f"arena.target_pairs: each entry names two different models; got {bad_pairs}")
+    if settings.store.url and not settings.store.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url: give a postgresql:// URL, or leave it empty for the DuckDB file")
     users = [a.username for a in settings.auth.accounts]
     if len(set(users)) != len(users):
         raise ConfigError("auth.accounts: a username appears twice")

@@ -132,3 +132,20 @@ def gpu_states(server_pid: int | None = None, timeout: float = 10.0) -> list[Gpu
         except ValueError:
             continue
     return states
+
+
+@functools.cache
+def cuda_device_count() -> int:
+    """CUDA GPUs this process may use (CUDA_VISIBLE_DEVICES applies), 0 without CUDA or torch.
+    Asked once: the count does not change while the app runs, and torch answers it without
+    creating a CUDA context. A run's `gpus` is checked against it (LoraTrainConfig.world_size)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def describe_gpu_count(count: int) -> str:
+    """"none (CPU)", "1", "4": how many GPUs this machine has, in a refusal's words."""
+    return "none (CPU)" if count <= 0 else str(count)

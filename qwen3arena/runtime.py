@@ -348,8 +348,9 @@ def create_runtime(settings: Settings) -> Runtime:
 
 def _create_runtime(settings: Settings) -> Runtime:
     access = AccessControl(settings.auth, settings.home)  # a bad account fails before anything starts
-    store = Store(settings.db_path)
-    interrupted = store.interrupt_unfinished_battles()
+    store = Store(settings.store_target)
+    # a shared store's other app processes keep their live battles: only the idle ones are left over
+    interrupted = store.interrupt_unfinished_battles(settings.arena.battle_idle_s if store.shared else None)
     if interrupted:
         log.warning("%d battles left unfinished by the previous run were marked interrupted", interrupted)
     server = None

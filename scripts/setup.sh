@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with the pinned stack. `--test` adds pytest, Playwright and Debian's chromium.
+# Creates .venv with the pinned stack. `--test` adds pytest, Playwright, Debian's chromium and postgresql.
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +27,13 @@ if [[ $want_tests == 1 ]] && ! command -v chromium >/dev/null; then
   if [[ $(id -u) == 0 ]]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get install -y -q chromium >/dev/null 2>&1 || {
     $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+fi
+# Debian's PostgreSQL server for the store tests' PostgreSQL leg (tests/conftest.py starts its
+# own server from these binaries; nothing runs as a service)
+if [[ $want_tests == 1 ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  echo "== installing Debian's postgresql for the store tests"
+  if [[ $(id -u) == 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || {
+    $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q postgresql >/dev/null; }
 fi
 echo "== environment ready: .venv"

@@ -40,6 +40,58 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (Debian's binaries, as the postgres user when root),
+    stopped at the end; each test takes a database of its own (store_target). Durability off
+    (fsync): speed, not crash safety, is what these tests need from it. Missing binaries skip the
+    PostgreSQL tests locally, but fail them in CI (CI=1, set by .ci/run), which must run them."""
+    import shutil
+
+    from qwen3arena.store.postgres import LocalPostgres, PostgresMissing
+
+    data_dir = Path(tempfile.mkdtemp(prefix="q3a-pg-"))  # under /tmp: the postgres user reaches it
+    try:
+        server = LocalPostgres(data_dir, free_port(), settings={
+            "fsync": "off", "full_page_writes": "off", "max_connections": "300"})
+    except PostgresMissing as exc:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the PostgreSQL store tests: {exc}")
+        pytest.skip(f"PostgreSQL store tests skipped: {exc}")
+    try:
+        server.init()
+        server.start()
+    except Exception as exc:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.fail(f"the test PostgreSQL server did not start: {exc}")
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """The URL of a fresh database on the session's server, dropped afterwards (its connections
+    with it)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres_server.create_database(name)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_target(request, tmp_path):
+    """Where a test's Store lives, once per backend: a DuckDB file, or a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        return tmp_path / "db.duckdb"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(scope="session")
 def embedded_models():
     from qwen3arena.embedded import ensure_embedded_models
 

@@ -30,8 +30,9 @@ MODELS = ["m1", "m2", "m3"]
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "db.duckdb")
+def store(store_target):
+    """The campaign tables on each backend (DuckDB, PostgreSQL)."""
+    s = Store(store_target)
     yield s
     s.close()
 

@@ -143,8 +143,8 @@ def test_answers_that_are_not_answers_fail_the_dataset(tmp_path, predictions, me
     assert message in rows[0].error
 
 
-def test_the_table_refuses_a_failed_row_with_a_score(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_the_table_refuses_a_failed_row_with_a_score(tmp_path, store_target):
+    store = Store(store_target)
     rows = collect(_work_dir(tmp_path / "w", "general_qa", "evalscope_report_bleu_failed.json",
                              "evalscope_report_bleu_failed_reviews.jsonl"), "kitchen_qa", "general_qa", MODEL)
     assert save_scores(store, rows) == 13

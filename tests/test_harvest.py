@@ -110,8 +110,8 @@ def add_vote(store: Store, bid: str, outcome: str, a: str = "answer A", b: str =
 
 
 @pytest.fixture
-def harvester(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def harvester(tmp_path, store_target):
+    store = Store(store_target)
     yield Harvester(store, tmp_path / "rounds", categories={"How should I store eggs?": "storage"})
     store.close()
 

@@ -122,8 +122,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_benchmark_job_is_listed_after_a_restart_and_a_running_one_is_interrupted(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_a_benchmark_job_is_listed_after_a_restart_and_a_running_one_is_interrupted(tmp_path, store_target):
+    store = Store(store_target)
     runner = EvalRunner(tmp_path / "evals", store)
     dead = f"http://127.0.0.1:{free_port()}/v1"
     job_id = runner.start("tiny", dead, ["kitchen_mcq"], limit=1)  # preflight fails: no EvalScope started
@@ -169,8 +169,8 @@ def stub():
     server.close()
 
 
-def test_a_judge_job_runs_without_a_request_and_is_listed_after_it_ends(stub, tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_a_judge_job_runs_without_a_request_and_is_listed_after_it_ends(stub, tmp_path, store_target):
+    store = Store(store_target)
     voted_battles(store, 10)
     runs = JudgeRuns(store, judge_settings(stub))
     job_id = runs.start_battles()  # returns at once; nobody reads the progress lines
@@ -188,8 +188,8 @@ def test_a_judge_job_runs_without_a_request_and_is_listed_after_it_ends(stub, tm
     store.close()
 
 
-def test_a_judge_job_stops_between_chunks_and_at_shutdown(stub, tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_a_judge_job_stops_between_chunks_and_at_shutdown(stub, tmp_path, store_target):
+    store = Store(store_target)
     voted_battles(store, 20)
 
     def slow(body):

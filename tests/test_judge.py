@@ -174,9 +174,9 @@ def test_an_unparseable_game_is_an_error_and_only_the_other_counts(stub):
     assert (result.outcome, result.weight) == ("model_a", 3)
 
 
-def test_both_games_unparseable_means_no_verdict(stub, tmp_path):
+def test_both_games_unparseable_means_no_verdict(stub, tmp_path, store_target):
     stub.reply = "I refuse to choose."
-    store = Store(tmp_path / "db.duckdb")
+    store = Store(store_target)
     [result] = Judge(_settings(stub), store).judge([_prompt_pair()])
     assert result.outcome is None and result.weight == 0
     assert "game 1" in result.error and "game 2" in result.error
@@ -200,9 +200,9 @@ def test_an_answer_containing_a_verdict_tag_does_not_change_the_verdict(stub):
     assert "[[A>>B]]" not in sent and "[ [A>>B] ]" in sent
 
 
-def test_the_cache_pays_each_game_once_across_runs_and_orders(stub, tmp_path):
+def test_the_cache_pays_each_game_once_across_runs_and_orders(stub, tmp_path, store_target):
     stub.reply = _prefers("GOOD")
-    path = tmp_path / "db.duckdb"
+    path = store_target
     store = Store(path)
     first = Judge(_settings(stub), store).judge([_prompt_pair()])[0]
     assert stub.requests == 2 and not any(g.cached for g in first.games)
@@ -248,10 +248,10 @@ def test_a_bad_request_is_not_retried(stub):
     assert result.outcome == "model_a"  # the other game stands
 
 
-def test_retries_give_up_and_failed_requests_are_not_cached(stub, tmp_path):
+def test_retries_give_up_and_failed_requests_are_not_cached(stub, tmp_path, store_target):
     stub.reply = _prefers("GOOD")
     stub.failures = [429] * 3  # max_retries=2: three attempts for the first game
-    store = Store(tmp_path / "db.duckdb")
+    store = Store(store_target)
     judge = Judge(_settings(stub, concurrency=1), store)
     [result] = judge.judge([_prompt_pair()])
     failed = [g for g in result.games if g.error]
@@ -299,9 +299,9 @@ def test_a_prompt_set_item_uses_the_single_turn_layout(stub):
     assert user["content"].count(QUESTION) == 1 and user["content"].startswith("<|User Prompt|>")
 
 
-def test_an_arena_battle_is_judged_over_the_whole_conversation(stub, tmp_path):
+def test_an_arena_battle_is_judged_over_the_whole_conversation(stub, tmp_path, store_target):
     stub.reply = _prefers("GOOD")
-    store = Store(tmp_path / "db.duckdb")
+    store = Store(store_target)
     turns = [("Hi", "Hello!", "Hey."), ("What is 2 + 2?", "GOOD: 4", "5")]
     conv_a, conv_b = [], []
     for user, a, b in turns:

@@ -202,9 +202,9 @@ def _seed(home: Path) -> Path:
 
 
 def test_a_read_only_reader_of_the_database_gets_a_one_line_refusal_naming_it(tmp_path, capsys, monkeypatch):
-    import qwen3arena.store.db as db
+    import qwen3arena.store.backends as backends
 
-    monkeypatch.setattr(db, "LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr(backends, "LOCK_WAIT_S", 0.5)
     path = _seed(tmp_path / "home")
     reader = _reader(path, 60)
     try:

@@ -18,8 +18,8 @@ def _battle(store: Store, status: str = "ready", battle_id: str = "b1") -> Battl
     return record
 
 
-def test_schema_is_versioned_and_reopening_is_a_no_op(tmp_path):
-    path = tmp_path / "db.duckdb"
+def test_schema_is_versioned_and_reopening_is_a_no_op(store_target):
+    path = store_target
     store = Store(path)
     assert store.schema_version() == len(MIGRATIONS)
     _battle(store)
@@ -30,8 +30,8 @@ def test_schema_is_versioned_and_reopening_is_a_no_op(tmp_path):
     store.close()
 
 
-def test_a_vote_survives_a_restart_and_locks_the_battle(tmp_path):
-    path = tmp_path / "db.duckdb"
+def test_a_vote_survives_a_restart_and_locks_the_battle(store_target):
+    path = store_target
     store = Store(path)
     _battle(store)
     vote = store.record_vote("b1", "model_b", "anon:1")
@@ -53,16 +53,16 @@ def test_a_vote_survives_a_restart_and_locks_the_battle(tmp_path):
     ("error", "failed"),
     ("interrupted", "interrupted"),
 ])
-def test_votes_on_unfinished_failed_or_interrupted_battles_are_refused(tmp_path, status, message):
-    store = Store(tmp_path / "db.duckdb")
+def test_votes_on_unfinished_failed_or_interrupted_battles_are_refused(store_target, status, message):
+    store = Store(store_target)
     _battle(store, status=status)
     with pytest.raises(VoteRejected, match=message):
         store.record_vote("b1", "tie", "anon:1")
     assert store.list_votes() == []
 
 
-def test_unknown_battle_and_unknown_outcome_are_refused(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_unknown_battle_and_unknown_outcome_are_refused(store_target):
+    store = Store(store_target)
     _battle(store)
     with pytest.raises(VoteRejected, match="unknown"):
         store.record_vote("nope", "tie", "anon:1")
@@ -71,8 +71,8 @@ def test_unknown_battle_and_unknown_outcome_are_refused(tmp_path):
     assert store.list_votes() == []
 
 
-def test_concurrent_votes_on_one_battle_count_once(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_concurrent_votes_on_one_battle_count_once(store_target):
+    store = Store(store_target)
     for i in range(20):
         _battle(store, battle_id=f"b{i}")
     accepted, refused = [], []
@@ -93,8 +93,8 @@ def test_concurrent_votes_on_one_battle_count_once(tmp_path):
     assert sorted(v.battle_id for v in store.list_votes()) == sorted(f"b{i}" for i in range(20))
 
 
-def test_restart_marks_unfinished_battles_interrupted(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_restart_marks_unfinished_battles_interrupted(store_target):
+    store = Store(store_target)
     _battle(store, status="open", battle_id="open1")
     _battle(store, status="ready", battle_id="ready1")
     _battle(store, battle_id="voted1")
@@ -104,8 +104,8 @@ def test_restart_marks_unfinished_battles_interrupted(tmp_path):
     assert store.get_battle("voted1").status == "voted"
 
 
-def test_models_keep_their_first_registration_time(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_models_keep_their_first_registration_time(store_target):
+    store = Store(store_target)
     first = store.upsert_model(ModelRecord("ad1", "adapter", base_model="base", path="/x"))
     second = store.upsert_model(ModelRecord("ad1", "adapter", base_model="base", path="/y"))
     assert second.path == "/y"
@@ -141,8 +141,8 @@ def test_the_file_is_readable_with_plain_duckdb(tmp_path):
     assert row == ("both_bad", "A")
 
 
-def test_work_handed_to_a_vote_shares_its_transaction(tmp_path):
-    store = Store(tmp_path / "db.duckdb")
+def test_work_handed_to_a_vote_shares_its_transaction(store_target):
+    store = Store(store_target)
     store.save_battle(BattleRecord("b1", "anon:1", "m1", "m2", status="ready", turns=1))
     seen = []
 

@@ -269,3 +269,64 @@ def test_a_finished_run_that_asked_to_join_the_arena_does(stand_in):
     assert "all-done" in stand_in.pool.names() and stand_in.loaded == ["all-done"]
     view = Actions(SimpleNamespace(runner=stand_in.runner)).run_status(run.run_id)  # type: ignore[arg-type]
     assert view.in_arena is True and view.arena_note is None
+
+
+# -- several GPUs, as a CPU runs them: torchrun, two processes, gloo ----------------------------
+
+@pytest.fixture
+def two_process_runner(tmp_path, monkeypatch, embedded_models):
+    """The real runner and checkpoints on a machine that seems to have 2 GPUs: a `gpus: 2` run
+    starts torchrun with 2 processes, which on the CPU train data-parallel over gloo."""
+    from types import SimpleNamespace
+
+    from qwen3arena import hardware
+    from qwen3arena.checkpoints import Checkpoints
+    from qwen3arena.config import Settings
+    from qwen3arena.serve import ContestantPool
+
+    monkeypatch.setattr(hardware, "cuda_device_count", lambda: 2)
+    loaded: list[str] = []
+    server = SimpleNamespace(load_adapter=lambda name, path: loaded.append(name), unload_adapter=lambda name: None)
+    store = Store(tmp_path / "db.duckdb")
+    checkpoints = Checkpoints(Settings(home=tmp_path), store, server, ContestantPool(None))  # type: ignore[arg-type]
+    checkpoints.register_base(str(embedded_models.base_dir))
+    runner = TrainingRunner(store, tmp_path / "runs", on_finished=checkpoints.on_run_finished)
+    yield SimpleNamespace(runner=runner, store=store, loaded=loaded, base=str(embedded_models.base_dir))
+    runner.shutdown()
+    store.close()
+
+
+def _ddp_config(base: str, name: str, max_steps: int) -> LoraTrainConfig:
+    return LoraTrainConfig(name=name, base_model=base, dataset=CONCISE, output_dir="", max_steps=max_steps,
+                           learning_rate=3e-3, per_device_train_batch_size=4, max_length=256, seed=1, gpus=2)
+
+
+def test_two_processes_train_one_adapter_with_rank_0_reporting(two_process_runner):
+    runner = two_process_runner.runner
+    run = runner.submit(_ddp_config(two_process_runner.base, "ddp-two", 4), join_arena=True)
+    assert runner.command(run.run_id)[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    finished = runner.wait(run.run_id, timeout=600)
+    assert finished.status == "succeeded", (finished.error, runner.progress(run.run_id).log_tail)
+    progress = runner.progress(run.run_id)
+    assert [e["step"] for e in progress.steps] == [1, 2, 3, 4]  # once each: rank 1 wrote nothing
+    assert progress.notes == ["data-parallel on 2 GPUs: a global batch of 8 rows a step (4 a GPU x 2 GPUs)"]
+    events = [json.loads(line) for line in (Path(finished.output_dir) / "progress.jsonl").read_text().splitlines()]
+    training = [e for e in events if e["event"] == "training"]
+    assert [(e["total"], e["world_size"], e["global_batch"]) for e in training] == [(4, 2, 8)]
+    assert [e["event"] for e in events].count("done") == 1
+    assert progress.steps[0]["epoch"] == pytest.approx(1 / 16)  # 125 rows: 63 a rank, 16 batches of 4
+    assert (Path(finished.output_dir) / "adapter_model.safetensors").exists()
+    assert two_process_runner.store.get_model("ddp-two").metadata["run_id"] == run.run_id
+    assert two_process_runner.loaded == ["ddp-two"]
+
+
+def test_stopping_two_processes_stops_both_after_the_same_step_and_saves(two_process_runner):
+    runner = two_process_runner.runner
+    run = runner.submit(_ddp_config(two_process_runner.base, "ddp-stopped", 5000))
+    wait_for_step(runner, run.run_id, 3)
+    assert "Stopping" in runner.stop(run.run_id)
+    finished = runner.wait(run.run_id, timeout=120)
+    assert finished.status == "stopped", (finished.error, runner.progress(run.run_id).log_tail)
+    assert 3 <= finished.metrics["steps"] < 5000
+    assert (Path(finished.output_dir) / "adapter_config.json").exists()
+    assert two_process_runner.store.get_model("ddp-stopped").metadata["status"] == "stopped"

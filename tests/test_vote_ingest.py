@@ -20,9 +20,9 @@ from ready_battles import ready_battles
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_concurrent_votes_share_commits_and_each_battle_gets_exactly_one(tmp_path):
-    ids = ready_battles(tmp_path / "db.duckdb", 400)
-    store = Store(tmp_path / "db.duckdb")
+def test_concurrent_votes_share_commits_and_each_battle_gets_exactly_one(store_target):
+    ids = ready_battles(store_target, 400)
+    store = Store(store_target)
     accepted: dict[str, list] = {}
     refused: list[str] = []
     guard = threading.Lock()
@@ -54,9 +54,9 @@ def test_concurrent_votes_share_commits_and_each_battle_gets_exactly_one(tmp_pat
     store.close()
 
 
-def test_a_vote_whose_step_fails_fails_alone_in_a_shared_commit(tmp_path):
-    ids = ready_battles(tmp_path / "db.duckdb", 12)
-    store = Store(tmp_path / "db.duckdb")
+def test_a_vote_whose_step_fails_fails_alone_in_a_shared_commit(store_target):
+    ids = ready_battles(store_target, 12)
+    store = Store(store_target)
     gate, holding = threading.Event(), threading.Event()
     outcomes: dict[str, object] = {}
 
@@ -117,8 +117,8 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_kill_9_mid_load_loses_no_acknowledged_vote_and_doubles_none(tmp_path):
-    path = tmp_path / "db.duckdb"
+def test_kill_9_mid_load_loses_no_acknowledged_vote_and_doubles_none(store_target):
+    path = store_target
     ids = ready_battles(path, 20000)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(len(ids))], stdout=subprocess.PIPE,
@@ -144,9 +144,9 @@ def test_kill_9_mid_load_loses_no_acknowledged_vote_and_doubles_none(tmp_path):
 
 
 @pytest.mark.parametrize("batch", [1, 64])
-def test_one_vote_alone_behaves_the_same_at_any_batch_size(tmp_path, batch):
-    ready_battles(tmp_path / "db.duckdb", 2)
-    store = Store(tmp_path / "db.duckdb", vote_batch=batch)
+def test_one_vote_alone_behaves_the_same_at_any_batch_size(store_target, batch):
+    ready_battles(store_target, 2)
+    store = Store(store_target, vote_batch=batch)
     vote = store.record_vote("b0", "tie", "anon:1", reason="clearer", comment="both fine")
     assert (vote.outcome, vote.reason, vote.comment, vote.model_a, vote.model_b) == \
         ("tie", "clearer", "both fine", "model-0", "model-1")

@@ -11,9 +11,9 @@ into results.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
+import shlex
 import tempfile
 import threading
 import time
@@ -31,6 +31,7 @@ from qwen3arena.campaigns import Progress as CampaignProgress
 from qwen3arena.campaigns import PromptFileError, load_shipped, parse_prompt_jsonl
 from qwen3arena.checkpoints import Registered
 from qwen3arena.config import REPO_ROOT
+from qwen3arena import hardware
 from qwen3arena.hardware import cpu_info, gpu_states
 from qwen3arena.harvest import (
     BattleFilters, BattleRow, HarvestError, HarvestRules, LineageEntry, RoundExport, RoundRecord, lineage,
@@ -46,18 +47,16 @@ from qwen3arena.train import (
     PACKED_ON_CPU, LoraTrainConfig, RunRejected, accept_upload, grouping_multiple, length_stats, load_conversations,
     load_preferences, render_preference_preview, render_preview,
 )
+from qwen3arena.train.launch import training_command, world_size_of
 
 SHIPPED_DATA = REPO_ROOT / "data" / "sft"
 PROMPT_SET = REPO_ROOT / "data" / "prompts" / "kitchen.txt"  # what "Judge the prompt set" asks both models
 DPO_LEARNING_RATE = 5e-5  # a round's DPO run starts lower than SFT's 2e-4: it only nudges the policy
 
 
-@functools.cache
 def cuda_available() -> bool:
-    """Whether a CUDA GPU is visible (it does not change while the app runs)."""
-    import torch
-
-    return torch.cuda.is_available()
+    """Whether a CUDA GPU is visible (hardware.cuda_device_count asks once)."""
+    return hardware.cuda_device_count() > 0
 
 
 class Actions:
@@ -120,6 +119,7 @@ class Actions:
 
     def preview_run(self, config: LoraTrainConfig) -> RunPreview:
         """Checks the dataset and shows rows as the model will see them, before a run starts."""
+        world = world_size_of(config)  # several GPUs on a machine without them: refused as Start would
         dpo = config.method == "dpo"
         rows = load_preferences(config.dataset) if dpo else load_conversations(config.dataset)
         from transformers import AutoTokenizer
@@ -140,9 +140,9 @@ class Actions:
         settings = yaml.safe_dump({k: v for k, v in dataclasses.asdict(config).items() if k != "output_dir"},
                                   sort_keys=False)
         command = (f"cat > run.yaml <<'EOF'\n{settings}output_dir: runs/{config.name or 'NAME'}\nEOF\n"
-                   "python -m qwen3arena.train run.yaml")
+                   + shlex.join(training_command("run.yaml", world_size=world, python="python")))
         gpus = gpu_states(self.runtime.server.status().pid) if cuda else []
-        return RunPreview(len(rows), config.method, samples, command, lengths, warnings, gpus)
+        return RunPreview(len(rows), config.method, samples, command, lengths, warnings, gpus, world)
 
     def start_run(self, config: LoraTrainConfig, join_arena: bool = True) -> RunStarted:
         """Queues a run; RunRejected or DatasetError say why nothing was queued."""

@@ -25,6 +25,7 @@ class RunPreview:
     lengths: LengthStats | None = None  # sft only
     warnings: list[str] = field(default_factory=list)
     gpus: list[GpuState] = field(default_factory=list)  # free memory now (a vLLM server may share a GPU)
+    world_size: int = 1                 # training processes, one a GPU (LoraTrainConfig.gpus resolved here)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.special import expit, ndtr
@@ -47,7 +47,15 @@ from qwen3arena.config import ArenaSettings
 from qwen3arena.ratings import OUTCOMES, strength_covariance
 
 if TYPE_CHECKING:  # the store pulls in duckdb; only its method names are used here
-    from qwen3arena.store import Store
+    from qwen3arena.store import ModelRecord
+
+
+class VoteSource(Protocol):
+    """What a draw reads: the Store, or the arena's copy of its answers (a second or two old)."""
+
+    def vote_tallies(self) -> dict[tuple[str, str, str], int]: ...
+
+    def list_models(self) -> "list[ModelRecord]": ...
 
 POINTS = 400.0 / math.log(10.0)  # natural-log strength -> rating points
 
@@ -170,7 +178,7 @@ def tally_counts(tallies: Mapping[tuple[str, str, str], int]) -> tuple[list[str]
     return names, counts
 
 
-def draw_pair(store: "Store", settings: ArenaSettings, weights: Mapping[str, float], rng: random.Random,
+def draw_pair(store: "VoteSource", settings: ArenaSettings, weights: Mapping[str, float], rng: random.Random,
               targets: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
     """The arena's draw under its settings: ``sample_pair`` when ``pair_sampler`` is
     "weighted", else ``sample_informative_pair`` on the stored votes (one aggregate query) with

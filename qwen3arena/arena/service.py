@@ -21,7 +21,9 @@ shown as cut off, and stored with finish_reason CUT_OFF, which the harvest never
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import math
 import queue
 import random
 import threading
@@ -174,10 +176,61 @@ class _Battle:
     touched: float = field(default_factory=time.monotonic)  # last message or vote (idle expiry)
 
 
+# How old the vote counts and model list a draw reads may be. Reading them from the store on every
+# draw made battles that start together wait for each other's writes (one writer): at 8 battles
+# at once a draw took 325 ms (median) on 2 cores beside vLLM. A pair drawn on counts a second or
+# two old is drawn as well: draws are random in proportion to their scores.
+SAMPLER_INPUTS_TTL_S = 2.0
+
+
+class _SamplerInputs:
+    """The store's answers a draw reads (vote counts and tallies, models), kept for
+    SAMPLER_INPUTS_TTL_S; one caller refreshes them while the others draw on the last ones."""
+
+    def __init__(self, store: Store, ttl_s: float = SAMPLER_INPUTS_TTL_S) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._taken = -math.inf
+        self._values: tuple[dict[str, int], dict, list] | None = None
+        self._refreshing = threading.Lock()
+
+    def invalidate(self) -> None:
+        """A vote was cast or undone here: the next draw reads the store again."""
+        self._taken = -math.inf
+
+    def _current(self) -> tuple[dict[str, int], dict, list]:
+        values = self._values
+        if values is not None and time.monotonic() - self._taken < self.ttl_s:
+            return values
+        if values is not None and not self._refreshing.acquire(blocking=False):
+            return values  # another draw is reading the store now
+        if values is None:
+            self._refreshing.acquire()
+        try:
+            taken = time.monotonic()
+            self._values = (self.store.vote_counts(), self.store.vote_tallies(), self.store.list_models())
+            self._taken = taken
+            return self._values
+        finally:
+            self._refreshing.release()
+
+    def vote_counts(self) -> dict[str, int]:
+        return self._current()[0]
+
+    def vote_tallies(self) -> dict:
+        return self._current()[1]
+
+    def list_models(self) -> list:
+        return self._current()[2]
+
+
 class Arena:
     def __init__(self, store: Store, pool: ContestantPool, settings: ArenaSettings,
                  rng: random.Random | None = None):
         self.store = store
+        self._sampler_inputs = _SamplerInputs(store)
+        # battle rows written off the answer's path, in order (_run_turn)
+        self._writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arena-writes")
         self.pool = pool
         self.settings = settings
         self._rng = rng or random.SystemRandom()
@@ -208,9 +261,9 @@ class Arena:
             )
         weights = model_weights(
             {name: c.weight for name, c in available.items()},
-            self.store.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
+            self._sampler_inputs.vote_counts(), self.settings.boost_factor, self.settings.boost_until_votes,
         )
-        left, right = draw_pair(self.store, self.settings, weights, self._rng, self.target_pairs())
+        left, right = draw_pair(self._sampler_inputs, self.settings, weights, self._rng, self.target_pairs())
         if time.monotonic() - self._last_sweep > min(60.0, self.settings.battle_idle_s / 4):
             self.expire_idle()
         battle = _Battle(uuid.uuid4().hex, voter, (_Side(available[left]), _Side(available[right])),
@@ -228,7 +281,7 @@ class Arena:
         """The configured target pairs, plus each checkpoint with its parent when asked."""
         pairs = [(a, b) for a, b in self.settings.target_pairs]
         if self.settings.parent_pairs and self.settings.target_share > 0:
-            pairs += [(m.name, m.metadata["parent"]) for m in self.store.list_models()
+            pairs += [(m.name, m.metadata["parent"]) for m in self._sampler_inputs.list_models()
                       if m.metadata.get("parent")]
         return pairs
 
@@ -341,7 +394,9 @@ class Arena:
             # battle) the store decides, but a restart's leftover says so in words of its own
             if session is not None or record is None or record.status == "interrupted":
                 raise self._gone(battle_id, record)
-            return self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
+            vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then)
+            self._sampler_inputs.invalidate()
+            return vote
         if session is not None and battle.session != session:
             raise BattleClosed("This battle is not the one open on your page, so the vote was not counted.")
         if battle.busy.locked():
@@ -350,6 +405,7 @@ class Arena:
             if battle.ballot is not None:
                 raise BattleClosed("This battle already has your vote (undo it first to change it).")
             vote = self.store.record_vote(battle_id, outcome, voter, reason, comment, then, undo_window_s)
+            self._sampler_inputs.invalidate()
             if undo_window_s > 0:
                 battle.ballot = vote  # the page holds it until the reveal
                 return vote
@@ -416,6 +472,7 @@ class Arena:
             if battle.ballot is None:  # a second click, or the reveal, came first
                 raise UndoRejected("There is no vote to undo (it was undone already, or the models were shown).")
             vote = self.store.undo_vote(battle.battle_id, voter)
+            self._sampler_inputs.invalidate()
             battle.ballot = None
             if battle.record is not None:
                 battle.record = dataclasses.replace(battle.record, status="ready")
@@ -582,7 +639,6 @@ class Arena:
     def _run_turn(self, battle: _Battle) -> Iterator[TurnView]:
         for side in battle.sides:
             side.live = _Live()
-        self._save(battle, status="open")
         updates: queue.Queue = queue.Queue()
         cancel = threading.Event()
         threads = [
@@ -592,6 +648,11 @@ class Arena:
         ]
         for thread in threads:
             thread.start()
+        # The battle's row is written while the models answer, on the arena's writer thread: with
+        # battles starting together each row waited for the writes before it (one writer), and
+        # that wait came before every first token (docs/benchmarks.md). The turn's last write
+        # waits for this one, and a store that failed it fails the turn there.
+        opened = self._writes.submit(self.store.save_battle, self._battle_row(battle, "open"))
         running = {0, 1}
         deadline = time.monotonic() + self.settings.max_answer_s + DEADLINE_GRACE_S
         last_yield = 0.0
@@ -622,8 +683,13 @@ class Arena:
                 for index in running:
                     battle.sides[index].live = dataclasses.replace(
                         battle.sides[index].live, error=Cancelled("the answer was cancelled", "cancelled"))
+                opened.result()
                 self._finish_turn(battle)
             raise
+        except BaseException:
+            cancel.set()
+            raise
+        opened.result()
         self._finish_turn(battle)
         yield self._view(battle, finished=True)
 
@@ -728,6 +794,10 @@ class Arena:
         )
 
     def _save(self, battle: _Battle, status: str) -> None:
+        self.store.save_battle(self._battle_row(battle, status))
+
+    def _battle_row(self, battle: _Battle, status: str) -> BattleRecord:
+        """The battle's row as it stands, kept on the battle (what the page's state is read from)."""
         a, b = battle.sides
         record = battle.record or BattleRecord(
             battle_id=battle.battle_id, voter=battle.voter,
@@ -747,8 +817,8 @@ class Arena:
             error="; ".join(f"{s.contestant.name}: {s.live.error.detail}"
                             for s in battle.sides if s.live.error) or None,
         )
-        self.store.save_battle(record)
         battle.record = record
+        return record
 
     def active_battles(self) -> int:
         with self._lock:

@@ -118,7 +118,10 @@ class CampaignStore:
 
     def claim(self, campaign_id: str, labeller: str, stale_before: datetime) -> Assignment | None:
         """The labeller's claimed slot (touched, resumed) or else a free one claimed now, in one
-        transaction so that two labellers never get the same slot; None when nothing is left."""
+        transaction so that two labellers never get the same slot; None when nothing is left.
+        Across app processes (PostgreSQL) the free slot is picked passing over rows another
+        process is claiming (SKIP LOCKED), and taken only if it is still free when written
+        (compare-and-set); one taken meanwhile sends the claim to the next."""
         with self.store.atomic() as execute:
             mine = execute("SELECT prompt_id, slot, kind, battle_id FROM campaign_slots "
                            "WHERE campaign_id = ? AND labeller = ? AND status = 'claimed' LIMIT 1",
@@ -128,29 +131,32 @@ class CampaignStore:
                 execute(f"UPDATE campaign_slots SET updated_at = ? WHERE {_SLOT}",
                         [utcnow(), campaign_id, prompt_id, slot])
                 return _assignment(execute, campaign_id, prompt_id, slot, kind, battle_id, True)
-            row = execute(
-                """
-                SELECT s.prompt_id, s.slot, s.kind FROM campaign_slots s
-                JOIN campaign_prompts p ON p.campaign_id = s.campaign_id AND p.prompt_id = s.prompt_id
-                WHERE s.campaign_id = ?
-                  AND (s.status = 'open' OR (s.status = 'claimed' AND s.updated_at < ?))
-                  AND NOT EXISTS (SELECT 1 FROM campaign_slots m WHERE m.campaign_id = s.campaign_id
-                                  AND m.prompt_id = s.prompt_id AND m.labeller = ?)
-                  AND (s.kind = 'battle' OR EXISTS (
-                        SELECT 1 FROM campaign_slots f WHERE f.campaign_id = s.campaign_id
-                        AND f.prompt_id = s.prompt_id AND f.slot = 0 AND f.status = 'done'))
-                ORDER BY (s.kind = 'review') DESC, p.position, s.slot
-                LIMIT 1
-                """, [campaign_id, stale_before, labeller])
-            if not row:
-                return None
-            prompt_id, slot, kind = row[0]
-            now = utcnow()
-            (battle_id,) = execute(
-                "UPDATE campaign_slots SET status = 'claimed', labeller = ?, claimed_at = ?, updated_at = ?, "
-                f"battle_id = CASE WHEN kind = 'battle' THEN NULL ELSE battle_id END WHERE {_SLOT} "
-                "RETURNING battle_id", [labeller, now, now, campaign_id, prompt_id, slot])[0]
-            return _assignment(execute, campaign_id, prompt_id, slot, kind, battle_id, False)
+            while True:  # again only when another process took the slot between the read and the write
+                row = execute(
+                    """
+                    SELECT s.prompt_id, s.slot, s.kind FROM campaign_slots s
+                    JOIN campaign_prompts p ON p.campaign_id = s.campaign_id AND p.prompt_id = s.prompt_id
+                    WHERE s.campaign_id = ?
+                      AND (s.status = 'open' OR (s.status = 'claimed' AND s.updated_at < ?))
+                      AND NOT EXISTS (SELECT 1 FROM campaign_slots m WHERE m.campaign_id = s.campaign_id
+                                      AND m.prompt_id = s.prompt_id AND m.labeller = ?)
+                      AND (s.kind = 'battle' OR EXISTS (
+                            SELECT 1 FROM campaign_slots f WHERE f.campaign_id = s.campaign_id
+                            AND f.prompt_id = s.prompt_id AND f.slot = 0 AND f.status = 'done'))
+                    ORDER BY (s.kind = 'review') DESC, p.position, s.slot
+                    LIMIT 1
+                    """ + self.store.backend.skip_locked("s"), [campaign_id, stale_before, labeller])
+                if not row:
+                    return None
+                prompt_id, slot, kind = row[0]
+                now = utcnow()
+                taken = execute(
+                    "UPDATE campaign_slots SET status = 'claimed', labeller = ?, claimed_at = ?, updated_at = ?, "
+                    f"battle_id = CASE WHEN kind = 'battle' THEN NULL ELSE battle_id END WHERE {_SLOT} "
+                    "AND (status = 'open' OR (status = 'claimed' AND updated_at < ?)) RETURNING battle_id",
+                    [labeller, now, now, campaign_id, prompt_id, slot, stale_before])
+                if taken:
+                    return _assignment(execute, campaign_id, prompt_id, slot, kind, taken[0][0], False)
 
     def current(self, campaign_id: str, labeller: str) -> Assignment | None:
         """The labeller's claimed slot, if any (nothing is claimed by this call)."""
@@ -285,7 +291,7 @@ class CampaignStore:
             [campaign_id])[0]
         complete = self.store.execute(
             "SELECT count(*) FROM (SELECT prompt_id FROM campaign_slots WHERE campaign_id = ? "
-            "GROUP BY prompt_id HAVING bool_and(status = 'done'))", [campaign_id])[0][0]
+            "GROUP BY prompt_id HAVING bool_and(status = 'done')) AS complete", [campaign_id])[0][0]
         return int(prompts), int(slots), int(done), int(claimed), int(complete)
 
     def per_labeller(self, campaign_id: str) -> dict[str, dict[str, int]]:

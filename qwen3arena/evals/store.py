@@ -50,10 +50,10 @@ def list_scores(store: Store, model: str | None = None, dataset: str | None = No
 def latest_primary_scores(store: Store) -> list[BenchmarkScore]:
     """The primary metric of each model x dataset from its latest successful run (a leaderboard)."""
     rows = store.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM benchmark_scores WHERE status = 'ok' AND is_primary "
-        "QUALIFY row_number() OVER (PARTITION BY model, dataset "
-        "  ORDER BY created_at DESC, (subset = 'OVERALL') DESC, subset) = 1 "
-        "ORDER BY dataset, score DESC",
+        f"SELECT {', '.join(_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY model, dataset "
+        "  ORDER BY created_at DESC, (subset = 'OVERALL') DESC, subset) AS latest "
+        "  FROM benchmark_scores WHERE status = 'ok' AND is_primary) AS ranked "
+        "WHERE latest = 1 ORDER BY dataset, score DESC",
     )
     return [_score(row) for row in rows]
 

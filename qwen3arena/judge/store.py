@@ -33,7 +33,7 @@ class JudgeStore:
             rows = self.store.execute(
                 "SELECT cache_key, judge_model, prompt_version, verdict, error, reply, "
                 "prompt_tokens, completion_tokens, duration_s FROM judge_games "
-                "WHERE list_contains(?, cache_key)",
+                "WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))",
                 [keys[start:start + _CHUNK]],
             )
             for key, model, version, verdict, error, reply, p_tok, c_tok, duration in rows:

@@ -1,4 +1,5 @@
-"""Persistence: DuckDB file with models, battles and votes (schema in migrations.py)."""
+"""Persistence: a DuckDB file (default) or a shared PostgreSQL database with models, battles and votes
+(schema in migrations.py, where the two differ in backends.py)."""
 
 from qwen3arena.store.db import (
     ACTIVE_RUN_STATES,
@@ -13,6 +14,7 @@ from qwen3arena.store.db import (
     Store,
     StoreLocked,
     StoreUnavailable,
+    StoreUnreachable,
     UndoRejected,
     VoteFinal,
     VoteRecord,
@@ -22,5 +24,5 @@ from qwen3arena.store.db import (
 
 __all__ = [
     "ACTIVE_RUN_STATES", "Execute", "RunRecord", "OUTCOMES", "BattleRecord", "ModelRecord", "Outcome", "Store", "StoreLocked", "StoreUnavailable",
-    "VoteRecord", "VoteRejected", "utcnow", "NotYourVote", "RepairRejected", "UndoRejected", "VoteFinal",
+    "StoreUnreachable", "VoteRecord", "VoteRejected", "utcnow", "NotYourVote", "RepairRejected", "UndoRejected", "VoteFinal",
 ]

@@ -1,10 +1,14 @@
-"""The DuckDB store: one file, one writer process, one connection behind a lock.
+"""The store: a DuckDB file (the default: one writer process) or a PostgreSQL database shared by
+several app processes (`store.url`), one connection behind a lock either way.
 
-DuckDB connections are not safe to share between threads without a lock, and Gradio runs
-handlers on a thread pool; every public method takes the lock, so the store is safe under
-concurrent handlers. DuckDB lets one process write a file, and none while another process has
-it open, even read-only: opening waits a few seconds for such a process to let go (a script
-running one query), then fails with StoreLocked, naming the process and what to do.
+Connections are not safe to share between threads without a lock, and Gradio runs handlers on a
+thread pool; every public method takes the lock, so the store is safe under concurrent handlers.
+DuckDB lets one process write a file, and none while another process has it open, even
+read-only: opening waits a few seconds for such a process to let go (a script running one
+query), then fails with StoreLocked, naming the process and what to do. On PostgreSQL, what must
+hold across processes is held by the database: a vote locks its battle's row (FOR UPDATE) and
+votes.battle_id is UNIQUE, a campaign claim is a compare-and-set, migrations take an advisory
+lock. Where the two databases' SQL differs is in backends.py.
 """
 
 from __future__ import annotations
@@ -13,17 +17,16 @@ import contextlib
 import dataclasses
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
-import duckdb
-
 from qwen3arena.errors import Refused
-from qwen3arena.procs import LockHolder, file_lock_holders
+from qwen3arena.store.backends import (  # the errors are re-exported by qwen3arena.store
+    Backend, StoreLocked, StoreUnavailable, StoreUnreachable, open_backend,
+)
 from qwen3arena.store.migrations import MIGRATIONS
 
 Outcome = Literal["model_a", "model_b", "tie", "both_bad"]
@@ -31,15 +34,6 @@ OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "both_bad")
 BattleStatus = Literal["open", "ready", "voted", "error", "interrupted"]
 # One statement inside a transaction: what Store.atomic yields and a vote's `then` receives.
 Execute = Callable[[str, list[Any] | None], list[tuple]]
-
-
-class StoreLocked(Refused, RuntimeError):
-    """Another process holds the database file (DuckDB allows one writer process, and no writer
-    while a reader has it open); the message names the process and what to do."""
-
-
-class StoreUnavailable(Refused, OSError):
-    """The database file cannot be opened for another reason (permissions, a read-only disk)."""
 
 
 class VoteRejected(Refused, ValueError):
@@ -174,27 +168,9 @@ _VOTE_COLUMNS = (
 _FINAL = "coalesce(final_at, created_at) <= ?"
 
 
-# How long opening the file waits for another process to let go of it: long enough for a script
-# running one query, short enough that a second app on the same directory is refused at once.
-LOCK_WAIT_S = 10.0
 # The most votes one commit carries. A commit costs the same for 1 vote or 64 (its WAL flush),
 # so votes arriving together share one (group commit; bench/vote_ingest.py).
 VOTE_BATCH = 64
-
-
-def _locked_message(path: Path, holders: list[LockHolder]) -> str:
-    """What to do about the processes holding the file: a reader is closed, a writer stopped."""
-    def who(h: LockHolder) -> str:
-        return f"PID {h.pid}" + (f": {' '.join(h.command.split())[:120]}" if h.command else "")
-
-    readers = [h for h in holders if h.kind == "READ"]
-    if readers and len(readers) == len(holders):
-        return (f"{path} is open read-only in another process ({'; '.join(who(h) for h in readers)}). DuckDB "
-                "lets no process write the file while another has it open, even read-only: close that reader "
-                "and start again. To read the data while the app runs, open a copy (docs/store.md).")
-    names = f" ({'; '.join(who(h) for h in holders)})" if holders else ""
-    return (f"{path} is in use by another process{names}; DuckDB allows one writer. Stop the other "
-            "qwen3arena, or set QWEN3ARENA_HOME to another directory.")
 
 
 @dataclass
@@ -218,72 +194,70 @@ class _ThenFailed(Exception):
 
 
 class Store:
-    def __init__(self, path: str | Path, lock_wait_s: float | None = None, vote_batch: int = VOTE_BATCH):
-        """Opens (or creates) the file; waits up to `lock_wait_s` (LOCK_WAIT_S) for another
-        process to let go of it. `vote_batch`: the most votes one commit carries (1: a commit
-        per vote)."""
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = self._connect(LOCK_WAIT_S if lock_wait_s is None else lock_wait_s)
+    def __init__(self, target: str | Path, lock_wait_s: float | None = None, vote_batch: int = VOTE_BATCH):
+        """Opens (or creates) the DuckDB file at `target`, or the PostgreSQL database a
+        `postgresql://` URL names; waits up to `lock_wait_s` (LOCK_WAIT_S for a file, CONNECT_WAIT_S
+        for a server) for another process to let go of the file, or for the server to answer.
+        `vote_batch`: the most votes one commit carries (1: a commit per vote)."""
+        self.backend: Backend = open_backend(target, lock_wait_s)
+        self.path: Path | None = getattr(self.backend, "path", None)  # the DuckDB file; None on PostgreSQL
         self._lock = threading.RLock()
         self.vote_batch = max(1, vote_batch)
         self.vote_commits = 0  # transactions that carried votes (bench/vote_ingest.py reads it)
         self._vote_queue: list[_VoteRequest] = []
         self._vote_queue_lock = threading.Lock()
         self._vote_leading = False  # a record_vote call is writing the queue
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.backend.close()
+            raise
 
-    def _connect(self, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + lock_wait_s
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                holders = file_lock_holders(self.path)
-                if not holders and "lock" not in str(exc).lower():  # no /proc/locks: DuckDB's words
-                    raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
-                if time.monotonic() >= deadline:
-                    raise StoreLocked(_locked_message(self.path, holders)) from exc
-                time.sleep(0.5)
+    @property
+    def shared(self) -> bool:
+        """Whether other app processes may write this store too (PostgreSQL)."""
+        return self.backend.shared
 
     def close(self) -> None:
         with self._lock:
-            self._con.close()
+            self.backend.close()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Runs one statement under the store's lock; for the packages' own store modules
         (judge, evals, harvest, campaigns), which hold their tables' SQL (docs/store.md)."""
         with self._lock:
-            return self._con.execute(sql, params or []).fetchall()
+            return self._run(sql, params)
+
+    def _run(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self.backend.run(sql, params)
 
     # -- schema -----------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        with self._lock:
-            self._con.execute(
+        with self._lock, self.backend.migration_lock():
+            self._run(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
             )
             current = self.schema_version()
             if current > len(MIGRATIONS):
                 raise RuntimeError(
-                    f"{self.path} has schema version {current}, newer than this qwen3arena "
+                    f"{self.backend.describe()} has schema version {current}, newer than this qwen3arena "
                     f"({len(MIGRATIONS)}): upgrade qwen3arena"
                 )
             for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
                 with self._transaction():
-                    self._con.execute(sql)
-                    self._con.execute(
+                    self._run(self.backend.ddl(sql))
+                    self._run(
                         "INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()]
                     )
 
     def schema_version(self) -> int:
         with self._lock:
-            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
-            return int(row[0] or 0)
+            return int(self._run("SELECT max(version) FROM schema_version")[0][0] or 0)
 
     def _transaction(self) -> "_Transaction":
-        return _Transaction(self._con)
+        return _Transaction(self.backend)
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[Execute]:
@@ -298,7 +272,7 @@ class Store:
     def upsert_model(self, record: ModelRecord) -> ModelRecord:
         """Registers a model; keeps the first registration time (it drives the new-model boost)."""
         with self._lock:
-            self._con.execute(
+            self._run(
                 """
                 INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (name) DO UPDATE SET
@@ -313,12 +287,12 @@ class Store:
 
     def get_model(self, name: str) -> ModelRecord | None:
         with self._lock:
-            rows = self._con.execute("SELECT * FROM models WHERE name = ?", [name]).fetchall()
+            rows = self._run("SELECT * FROM models WHERE name = ?", [name])
         return self._model(rows[0]) if rows else None
 
     def list_models(self) -> list[ModelRecord]:
         with self._lock:
-            rows = self._con.execute("SELECT * FROM models ORDER BY created_at, name").fetchall()
+            rows = self._run("SELECT * FROM models ORDER BY created_at, name")
         return [self._model(row) for row in rows]
 
     @staticmethod
@@ -335,17 +309,16 @@ class Store:
         values = [self._battle_value(battle, column) for column in _BATTLE_COLUMNS]
         updates = ", ".join(f"{c} = excluded.{c}" for c in _BATTLE_COLUMNS[2:])
         with self._lock:
-            status = self._con.execute(
-                "SELECT status FROM battles WHERE battle_id = ?", [battle.battle_id]
-            ).fetchone()
-            if status and status[0] == "voted":
-                raise VoteRejected("This battle already has a vote and is locked.")
-            self._con.execute(
+            # the WHERE keeps a battle voted by another process meanwhile (PostgreSQL) as it is
+            written = self._run(
                 f"INSERT INTO battles ({', '.join(_BATTLE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_BATTLE_COLUMNS))}) "
-                f"ON CONFLICT (battle_id) DO UPDATE SET {updates}",
+                f"ON CONFLICT (battle_id) DO UPDATE SET {updates} WHERE battles.status <> 'voted' "
+                "RETURNING battle_id",
                 values,
             )
+            if not written:
+                raise VoteRejected("This battle already has a vote and is locked.")
 
     @staticmethod
     def _battle_value(battle: BattleRecord, column: str) -> Any:
@@ -354,10 +327,10 @@ class Store:
 
     def get_battle(self, battle_id: str) -> BattleRecord | None:
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 f"SELECT {', '.join(_BATTLE_COLUMNS)} FROM battles WHERE battle_id = ?",
                 [battle_id],
-            ).fetchall()
+            )
         if not rows:
             return None
         data = dict(zip(_BATTLE_COLUMNS, rows[0]))
@@ -376,28 +349,32 @@ class Store:
         if not ids:
             return {}
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 "SELECT battle_id, conversation_a, conversation_b FROM battles "
-                "WHERE battle_id IN (SELECT UNNEST(?::VARCHAR[]))", [ids]).fetchall()
+                "WHERE battle_id IN (SELECT UNNEST(?::VARCHAR[]))", [ids])
         return {battle_id: (json.loads(a) if a else [], json.loads(b) if b else []) for battle_id, a, b in rows}
 
-    def interrupt_unfinished_battles(self) -> int:
-        """Marks battles left open by a previous process; they can no longer be voted."""
+    def interrupt_unfinished_battles(self, idle_s: float | None = None) -> int:
+        """Marks battles left open by a previous process; they can no longer be voted. `idle_s`:
+        only those untouched for that long (a shared store, whose other app processes' live
+        battles must stay votable: theirs are never idle that long)."""
+        now = utcnow()
+        before = now if idle_s is None else now - timedelta(seconds=idle_s)
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 "UPDATE battles SET status = 'interrupted', updated_at = ? "
-                "WHERE status IN ('open', 'ready') RETURNING battle_id",
-                [utcnow()],
-            ).fetchall()
+                "WHERE status IN ('open', 'ready') AND updated_at <= ? RETURNING battle_id",
+                [now, before],
+            )
         return len(rows)
 
     def count_battles(self, status: BattleStatus | None = None) -> int:
         with self._lock:
             if status is None:
-                return self._con.execute("SELECT count(*) FROM battles").fetchone()[0]
-            return self._con.execute(
+                return self._run("SELECT count(*) FROM battles")[0][0]
+            return self._run(
                 "SELECT count(*) FROM battles WHERE status = ?", [status]
-            ).fetchone()[0]
+            )[0][0]
 
     # -- votes ------------------------------------------------------------------------------
 
@@ -483,9 +460,11 @@ class Store:
         A refusal is the request's VoteRejected, decided before any write; a `then` raising
         after the writes is _ThenFailed."""
         ids = list(dict.fromkeys(request.args[0] for request in batch))
-        battles = {row[0]: row[1:] for row in self._con.execute(
+        battles = {row[0]: row[1:] for row in self._run(
             "SELECT battle_id, status, model_a, model_b, turns, identity_leak, campaign_id FROM battles "
-            "WHERE battle_id IN (SELECT unnest(?))", [ids]).fetchall()}
+            # locked until the commit (PostgreSQL): a vote from another process on the same
+            # battle waits here, then reads it voted
+            f"WHERE battle_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY battle_id{self.backend.for_update}", [ids])}
         accepted: list[tuple[_VoteRequest, VoteRecord]] = []
         claimed: set[str] = set()
         now = utcnow()
@@ -514,12 +493,10 @@ class Store:
                 final_at=now + timedelta(seconds=max(0.0, undo_window_s)))))
         if not accepted:
             return
-        # one list per column, zipped by unnest: binds in a fraction of a multi-row VALUES
-        self._con.execute(
-            f"INSERT INTO votes ({', '.join(_VOTE_COLUMNS)}) SELECT {', '.join(['unnest(?)'] * len(_VOTE_COLUMNS))}",
-            [[getattr(vote, c) for _, vote in accepted] for c in _VOTE_COLUMNS])
-        self._con.execute("UPDATE battles SET status = 'voted', updated_at = ? WHERE battle_id IN (SELECT unnest(?))",
-                          [now, [vote.battle_id for _, vote in accepted]])
+        self._run(*self.backend.bulk_insert(
+            "votes", _VOTE_COLUMNS, [[getattr(vote, c) for c in _VOTE_COLUMNS] for _, vote in accepted]))
+        self._run("UPDATE battles SET status = 'voted', updated_at = ? "
+                  "WHERE battle_id IN (SELECT unnest(?::VARCHAR[]))", [now, [vote.battle_id for _, vote in accepted]])
         for request, vote in accepted:
             then = request.args[5]
             if then is not None:
@@ -530,25 +507,27 @@ class Store:
             request.result = vote
 
     def _execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        return self._con.execute(sql, params or []).fetchall()
+        return self._run(sql, params)
 
     def get_vote(self, battle_id: str) -> VoteRecord | None:
         """The battle's vote, final or not."""
         with self._lock:
             return self._vote_row(battle_id)
 
-    def _vote_row(self, battle_id: str) -> VoteRecord | None:
-        row = self._con.execute(f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE battle_id = ?",
-                                [battle_id]).fetchone()
-        return VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) if row else None
+    def _vote_row(self, battle_id: str, for_update: bool = False) -> VoteRecord | None:
+        """`for_update`: the row stays locked until the transaction ends (PostgreSQL), so an
+        undo and a repair from two processes take turns."""
+        rows = self._run(f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE battle_id = ?"
+                         f"{self.backend.for_update if for_update else ''}", [battle_id])
+        return VoteRecord(**dict(zip(_VOTE_COLUMNS, rows[0]))) if rows else None
 
     def reveal_vote(self, battle_id: str) -> VoteRecord | None:
         """Makes the battle's vote final now (its names are about to be shown): no undo after
         this. None when the battle has no vote (it was undone)."""
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 "UPDATE votes SET final_at = least(coalesce(final_at, created_at), ?) WHERE battle_id = ? "
-                "RETURNING vote_id", [utcnow(), battle_id]).fetchall()
+                "RETURNING vote_id", [utcnow(), battle_id])
             return self._vote_row(battle_id) if rows else None
 
     def undo_vote(self, battle_id: str, voter: str) -> VoteRecord:
@@ -557,7 +536,7 @@ class Store:
         the battle is votable again. Refused, nothing changed: UndoRejected (no vote: never
         cast, or undone already), NotYourVote, VoteFinal (revealed, or the window closed)."""
         with self._lock, self._transaction():
-            vote = self._vote_row(battle_id)
+            vote = self._vote_row(battle_id, for_update=True)
             if vote is None:
                 raise UndoRejected("There is no vote to undo on this battle (it was undone already, or never cast).")
             if vote.voter != voter:
@@ -567,19 +546,19 @@ class Store:
                 raise VoteFinal("This vote is final: the models were shown, or its undo time ran out.")
             record = {c: (v.isoformat() if isinstance(v, datetime) else v)
                       for c, v in dataclasses.asdict(vote).items()}
-            self._con.execute("INSERT INTO vote_undos VALUES (?, ?, ?, ?, ?)",
+            self._run("INSERT INTO vote_undos VALUES (?, ?, ?, ?, ?)",
                               [vote.vote_id, battle_id, voter, now, json.dumps(record)])
-            self._con.execute("DELETE FROM votes WHERE vote_id = ?", [vote.vote_id])
-            self._con.execute("UPDATE battles SET status = 'ready', updated_at = ? "
+            self._run("DELETE FROM votes WHERE vote_id = ?", [vote.vote_id])
+            self._run("UPDATE battles SET status = 'ready', updated_at = ? "
                               "WHERE battle_id = ? AND status = 'voted'", [now, battle_id])
             return vote
 
     def undone_votes(self, battle_id: str | None = None) -> list[dict[str, Any]]:
         """The audit of undone votes (oldest first): each vote as it was, with who undid it when."""
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 "SELECT vote_id, battle_id, voter, undone_at, vote FROM vote_undos "
-                "WHERE (? IS NULL OR battle_id = ?) ORDER BY undone_at", [battle_id, battle_id]).fetchall()
+                "WHERE (? IS NULL OR battle_id = ?) ORDER BY undone_at", [battle_id, battle_id])
         return [{"vote_id": v, "battle_id": b, "voter": who, "undone_at": at, "vote": json.loads(data)}
                 for v, b, who, at, data in rows]
 
@@ -589,7 +568,7 @@ class Store:
         within `window_s` of the vote; a later repair replaces an earlier one. Refused, nothing
         changed: RepairRejected (no such vote any more, or past the window), NotYourVote."""
         with self._lock, self._transaction():
-            vote = self._vote_row(battle_id)
+            vote = self._vote_row(battle_id, for_update=True)
             if vote is None or vote.vote_id != vote_id:
                 raise RepairRejected("This battle has no such vote any more (it was undone): vote, then repair.")
             if vote.voter != voter:
@@ -598,7 +577,7 @@ class Store:
             if now > vote.created_at + timedelta(seconds=window_s):
                 raise RepairRejected(f"Too late to repair this vote: a repair is taken up to "
                                      f"{_span(window_s)} after the vote.")
-            self._con.execute("UPDATE votes SET repair = ?, repair_original = ?, repaired_by = ?, repaired_at = ? "
+            self._run("UPDATE votes SET repair = ?, repair_original = ?, repaired_by = ?, repaired_at = ? "
                               "WHERE vote_id = ?", [text, original, voter, now, vote_id])
             return self._vote_row(battle_id)  # type: ignore[return-value]
 
@@ -608,43 +587,43 @@ class Store:
         """Votes, oldest first, narrowed by whichever filters are given (the scoreboard's).
         `final_only`: only votes that can no longer be undone (what ratings count)."""
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE (? IS NULL OR voter = ?) "
                 "AND (?::TIMESTAMPTZ IS NULL OR created_at >= ?) AND (?::TIMESTAMPTZ IS NULL OR created_at < ?) "
                 f"AND (? IS NULL OR campaign_id = ?) AND (NOT ? OR {_FINAL}) ORDER BY created_at",
                 [voter, voter, since, since, before, before, campaign_id, campaign_id, final_only, utcnow()],
-            ).fetchall()
+            )
         return [VoteRecord(**dict(zip(_VOTE_COLUMNS, row))) for row in rows]
 
     def recently_voted(self, limit: int) -> list[str]:
         """Battle ids of the newest votes, newest first (what the judge looks at first)."""
         with self._lock:
-            rows = self._con.execute("SELECT battle_id FROM votes ORDER BY created_at DESC LIMIT ?", [limit]).fetchall()
+            rows = self._run("SELECT battle_id FROM votes ORDER BY created_at DESC LIMIT ?", [limit])
         return [battle_id for (battle_id,) in rows]
 
     def vote_counts(self) -> dict[str, int]:
         """Votes each model took part in (both sides counted)."""
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 f"SELECT m, count(*) FROM (SELECT model_a AS m FROM votes WHERE {_FINAL} "
-                f"UNION ALL SELECT model_b FROM votes WHERE {_FINAL}) GROUP BY m", [utcnow()] * 2
-            ).fetchall()
+                f"UNION ALL SELECT model_b FROM votes WHERE {_FINAL}) AS sides GROUP BY m", [utcnow()] * 2
+            )
         return {name: count for name, count in rows}
 
     def vote_tallies(self) -> dict[tuple[str, str, str], int]:
         """(model_a, model_b, outcome) -> votes, identity leaks left out: what the pair sampler
         fits ratings on, one aggregate query instead of reading every vote per battle."""
         with self._lock:
-            rows = self._con.execute(
+            rows = self._run(
                 f"SELECT model_a, model_b, outcome, count(*) FROM votes WHERE NOT identity_leak AND {_FINAL} "
                 "GROUP BY model_a, model_b, outcome", [utcnow()]
-            ).fetchall()
+            )
         return {(a, b, outcome): count for a, b, outcome, count in rows}
 
     def voters(self) -> list[str]:
         """Everyone who has voted, by name (the Data tab's voter filter)."""
         with self._lock:
-            rows = self._con.execute("SELECT DISTINCT voter FROM votes ORDER BY voter").fetchall()
+            rows = self._run("SELECT DISTINCT voter FROM votes ORDER BY voter")
         return [voter for (voter,) in rows]
 
 
@@ -654,7 +633,7 @@ class Store:
         values = [json.dumps(getattr(run, c)) if c in _RUN_JSON else getattr(run, c) for c in _RUN_COLUMNS]
         updates = ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS[1:])
         with self._lock:
-            self._con.execute(
+            self._run(
                 f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
                 f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
                 values,
@@ -676,7 +655,7 @@ class Store:
 
     def _runs(self, where: str, params: list[Any]) -> list[RunRecord]:
         with self._lock:
-            rows = self._con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where}", params).fetchall()
+            rows = self._run(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where}", params)
         runs = []
         for row in rows:
             data = dict(zip(_RUN_COLUMNS, row))
@@ -695,12 +674,15 @@ def _span(seconds: float) -> str:
 
 
 class _Transaction:
-    def __init__(self, con: duckdb.DuckDBPyConnection):
-        self._con = con
+    def __init__(self, backend: Backend):
+        self._backend = backend
 
     def __enter__(self) -> "_Transaction":
-        self._con.execute("BEGIN TRANSACTION")
+        self._backend.begin()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._con.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self._backend.rollback()
+        else:
+            self._backend.commit()

@@ -1,6 +1,11 @@
 """What every training method shares: the Unsloth model with its LoRA, a parent adapter to
 start from, progress events, a clean stop on SIGTERM, and the files a checkpoint leaves.
 
+On several GPUs (torchrun: RANK, LOCAL_RANK and WORLD_SIZE set) every rank runs this same code;
+the Trainer (through accelerate) wraps the model in DDP and shards the batches, Unsloth loads the
+model on the rank's own GPU. Only rank 0 writes progress events and the checkpoint's files, and
+the ranks agree on a stop before acting on it.
+
 Import this module only inside the training process: it imports Unsloth (which patches trl,
 transformers and peft) before anything else.
 """
@@ -23,15 +28,45 @@ from qwen3arena.train.isolation import import_unsloth, vllm_in_process
 Emit = Callable[..., None]
 
 
+def rank() -> int:
+    """This process's global rank under torchrun (RANK), 0 in a single-process run."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
+def world_size() -> int:
+    """The processes training together (torchrun's WORLD_SIZE), 1 in a single-process run."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 class StopRequest:
     """SIGTERM asks for a clean stop: the current step ends and the adapter so far is saved."""
 
     def __init__(self) -> None:
         self.requested = False
+        self._group: Any = None
         signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+
+    def agreed(self) -> bool:
+        """Whether to stop now. One process: the request itself. Several: whether any rank was
+        asked, agreed over a CPU (gloo) all-reduce, so every rank stops after the same step; a rank
+        stopping alone would leave the others waiting in the next step's gradient all-reduce.
+        Collective: every rank calls it at the same point (each step end, and before training)."""
+        if world_size() <= 1:
+            return self.requested
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return self.requested
+        if self._group is None:  # a CPU group: the flag never waits for the GPU's queue
+            self._group = dist.new_group(backend="gloo")
+        flag = torch.tensor([1 if self.requested else 0], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+        self.requested = bool(flag.item())
+        return self.requested
 
 
 def prepare_environment(config: LoraTrainConfig) -> None:
@@ -47,7 +82,11 @@ def prepare_environment(config: LoraTrainConfig) -> None:
 
 @contextlib.contextmanager
 def event_writer(progress_path: Path) -> Iterator[Emit]:
-    """emit(kind, **data): one JSON line per event, line-buffered so the app sees it at once."""
+    """emit(kind, **data): one JSON line per event, line-buffered so the app sees it at once.
+    On several GPUs only rank 0 writes (the others would repeat each event); theirs do nothing."""
+    if rank() != 0:
+        yield lambda kind, **data: None
+        return
     with open(progress_path, "a", buffering=1) as events:
         def emit(kind: str, **data: Any) -> None:
             events.write(json.dumps({"event": kind, "time": time.time(), **data}) + "\n")
@@ -122,8 +161,16 @@ def _load_parent_weights(model: Any, adapter_dir: Path) -> None:
 
 
 def trainer_args(config: LoraTrainConfig, out: Path) -> dict[str, Any]:
-    """The TrainingArguments every method shares (SFTConfig and DPOConfig take them all)."""
+    """The TrainingArguments every method shares (SFTConfig and DPOConfig take them all).
+    per_device_train_batch_size is each GPU's: under DDP an update sees batch x GPUs x accumulation."""
+    distributed = dict(
+        # every LoRA weight gets a gradient each step (the targets are the decoder's projections);
+        # transformers' default for a PEFT model (True) walks the autograd graph each step, and under
+        # Unsloth's reentrant gradient checkpointing marks weights "ready twice"
+        ddp_find_unused_parameters=False,
+    ) if world_size() > 1 else {}
     return dict(
+        **distributed,
         output_dir=str(out / "trainer"),
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -160,8 +207,12 @@ def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
             self.start = time.time()
             # the step count is known only here: the Trainer sets max_steps from the dataloader
             # (epochs x batches) inside train(), after the trainer was built
+            world = args.world_size
             emit("training", total=state.max_steps or None,
-                 optim=str(getattr(args.optim, "value", args.optim)))
+                 optim=str(getattr(args.optim, "value", args.optim)), world_size=world,
+                 global_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps * world)
+            if world > 1:
+                emit("note", message=config.batch_summary(world))
             if config.wandb:
                 import wandb
 
@@ -170,7 +221,7 @@ def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
                     emit("wandb", url=None if offline else wandb.run.url, dir=wandb.run.dir, offline=offline)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if stop.requested:
+            if stop.agreed():
                 control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -194,7 +245,7 @@ def progress_callback(config: LoraTrainConfig, emit: Emit, stop: StopRequest,
 def train_and_save(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Path, trainer: Any,
                    stop: StopRequest, emit: Emit) -> dict[str, Any]:
     """Runs the built trainer and saves what it trained; a stop before step 1 saves nothing."""
-    if stop.requested:
+    if stop.agreed():
         emit("stopped", step=0, saved=False)
         return {"steps": 0, "stopped": True, "saved": False}
     # Unsloth may swap the optimizer (8-bit needs a GPU): say which one actually runs
@@ -207,16 +258,19 @@ def train_and_save(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Pat
 
 def save_checkpoint(model: Any, tokenizer: Any, config: LoraTrainConfig, out: Path, trainer: Any,
                     result: Any, stop: StopRequest, emit: Emit) -> dict[str, Any]:
-    """Adapter, tokenizer, the run's config and metrics: everything a checkpoint directory holds."""
+    """Adapter, tokenizer, the run's config and metrics: everything a checkpoint directory holds.
+    Written by rank 0 alone: the ranks hold the same weights after DDP's last all-reduce."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "stopped": stop.requested, "saved": rank() == 0, "final_loss": losses[-1] if losses else None,
+               "method": config.method, "losses": losses}
+    if rank() != 0:
+        return metrics
     adapters = list(getattr(model, "peft_config", {}) or {})
     # DPO from a parent adds a frozen "ref" adapter: the checkpoint is the trained one only
     model.save_pretrained(out, **({"selected_adapters": ["default"]} if "ref" in adapters else {}))
     tokenizer.save_pretrained(out)
     config.to_yaml(out / "train_config.yaml")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
-               "stopped": stop.requested, "saved": True, "final_loss": losses[-1] if losses else None,
-               "method": config.method, "losses": losses}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     summary = {k: v for k, v in metrics.items() if k != "losses"}
     # proof that the run kept vLLM out (isolation.py): empty unless a probe slipped past it

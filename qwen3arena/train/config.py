@@ -15,6 +15,7 @@ from typing import Literal, get_args
 import yaml
 
 from qwen3arena.errors import Refused
+from qwen3arena.hardware import describe_gpu_count
 from qwen3arena.config import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, Bound, _build, out_of_range
 
 # How rows become batches (train/batching.py): padded rows, length-grouped token budgets, trl packing.
@@ -101,6 +102,9 @@ class LoraTrainConfig:
     method: Method = "sft"         # sft: trl SFTTrainer; dpo: trl DPOTrainer on preference pairs
     beta: float = 0.1              # DPO: how far the policy may move from the reference
     init_adapter: str | None = None  # adapter directory whose weights start this run (the parent's)
+    # data-parallel LoRA: N processes, one a GPU (torchrun, NCCL), or "all" of this host's GPUs.
+    # per_device_train_batch_size is a GPU's: an update sees batch x gpus x accumulation rows.
+    gpus: int | Literal["all"] = 1
 
     def __post_init__(self) -> None:
         """The rules every way in (form, YAML, CLI, API, a stored run) is held to, as trl's
@@ -125,6 +129,9 @@ class LoraTrainConfig:
         if self.method == "dpo" and self.batching != "padded":
             raise RunRejected(f"Batching {self.batching!r} is for SFT; DPO batches preference pairs as padded "
                               "rows: choose Padded rows.")
+        if self.gpus != "all" and (isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1):
+            raise RunRejected(f"GPUs {self.gpus!r}: use a whole number of 1 or more, or 'all' (every GPU of "
+                              "this machine).")
         if self.batching == "grouped" and self.padding_free:
             raise RunRejected("Batching 'grouped' pads its batches; it cannot be combined with padding_free.")
 
@@ -137,6 +144,34 @@ class LoraTrainConfig:
             raise RunRejected(f"Base model {self.base_model!r}: no model there (config.json missing).")
         if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").exists():
             raise RunRejected(f"Parent adapter {self.init_adapter!r}: no adapter there (adapter_config.json missing).")
+
+    def world_size(self, cuda_gpus: int) -> int:
+        """The processes this run trains with on a machine with `cuda_gpus` CUDA GPUs (see
+        hardware.cuda_device_count): 1, or one a GPU. Several GPUs the machine lacks are refused
+        here, before anything starts; "all" on one GPU is that GPU."""
+        if self.gpus == 1:
+            return 1
+        if self.gpus == "all":
+            if cuda_gpus < 1:
+                raise RunRejected("gpus: all needs CUDA GPUs; this machine has none (CPU). Use gpus: 1.")
+            return cuda_gpus
+        if cuda_gpus < self.gpus:
+            raise RunRejected(f"gpus: {self.gpus} needs {self.gpus} CUDA GPUs; this machine has "
+                              f"{describe_gpu_count(cuda_gpus)}. Use gpus: 1" +
+                              (f" to {cuda_gpus}, or all." if cuda_gpus > 1 else "."))
+        return self.gpus
+
+    def batch_summary(self, world_size: int) -> str:
+        """What one optimizer step takes across the GPUs, in words (the preview and the run's note)."""
+        per_gpu = self.per_device_train_batch_size
+        accumulation = (f" x {self.gradient_accumulation_steps} accumulation steps"
+                        if self.gradient_accumulation_steps > 1 else "")
+        if self.batching == "padded":
+            rows = per_gpu * self.gradient_accumulation_steps * world_size
+            return (f"data-parallel on {world_size} GPUs: a global batch of {rows} rows a step "
+                    f"({per_gpu} a GPU x {world_size} GPUs{accumulation})")
+        return (f"data-parallel on {world_size} GPUs: each step holds {world_size} GPUs{accumulation} x about "
+                f"{per_gpu} x {self.max_length} tokens ({self.batching} batches)")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "LoraTrainConfig":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import logging
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from qwen3arena.procs import ChildProcess, child_env, end_orphan, log_tail, new_
 from qwen3arena.store import ACTIVE_RUN_STATES, RunRecord, Store, utcnow
 from qwen3arena.train.config import LoraTrainConfig, RunRejected
 from qwen3arena.train.data import file_sha256, load_conversations, load_preferences
+from qwen3arena.train.launch import training_command, training_env, world_size_of
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ class TrainingRunner:
 
     def submit(self, config: LoraTrainConfig, join_arena: bool = False,
                taken_names: set[str] | None = None) -> RunRecord:
-        """Checks the run (name, dataset, base model) and queues it; nothing starts on error."""
+        """Checks the run (name, dataset, base model, the GPUs it asks for) and queues it;
+        nothing starts on error."""
         config.check_runnable()  # the field rules ran when the config was built (LoraTrainConfig)
+        world_size_of(config)  # gpus: N on a machine with fewer CUDA GPUs is refused here
         active = {r.name for r in self.store.runs_in_state("queued", "running")}
         if config.name in active:
             raise RunRejected(f"A run named {config.name!r} is already queued or running.")
@@ -123,10 +125,18 @@ class TrainingRunner:
         return replace(config, name=f"{stem}-{number}", output_dir="")
 
     def command(self, run_id: str) -> list[str]:
-        """The equivalent command line (what the runner executes)."""
+        """The command line the runner executes for this run (torchrun for several GPUs);
+        RunRejected if the run asks for GPUs this machine lacks."""
         run_dir = self.runs_dir / run_id
-        return [sys.executable, "-m", "qwen3arena.train", str(run_dir / "run.yaml"),
-                "--progress", str(run_dir / EVENTS_NAME)]
+        return training_command(run_dir / "run.yaml", run_dir / EVENTS_NAME, self._world_size(run_id))
+
+    def _world_size(self, run_id: str) -> int:
+        """The run's processes, from its stored `gpus` ("all" resolved on this machine)."""
+        record = self.store.get_run(run_id)
+        gpus = (record.config if record is not None else {}).get("gpus", 1)
+        if gpus == 1:
+            return 1
+        return world_size_of(LoraTrainConfig.from_dict(record.config, f"run {run_id}", drop_unknown=True))
 
     def stop(self, run_id: str) -> str:
         """Queued: cancelled. Running: a clean stop (SIGTERM), forced after stop_timeout_s."""
@@ -223,7 +233,12 @@ class TrainingRunner:
 
     def _run(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
-        child = ChildProcess(run_id, self.command(run_id), Path(run.output_dir), child_env(self.env),
+        try:  # a run queued before a restart may ask for GPUs the machine no longer shows
+            command, world = self.command(run_id), self._world_size(run_id)
+        except RunRejected as exc:
+            self.store.save_run(replace(run, status="failed", error=str(exc), finished_at=utcnow()))
+            return
+        child = ChildProcess(run_id, command, Path(run.output_dir), training_env(world, child_env(self.env)),
                              log_name=LOG_NAME, events_name=EVENTS_NAME)
         with self._lock:
             self._child = child
@@ -245,6 +260,9 @@ class TrainingRunner:
         code = child.returncode
         events = child.events()
         final = next((e for e in reversed(events) if e.get("event") in ("done", "stopped", "failed")), None)
+        if code != 0:  # several GPUs: the first rank that failed is the cause (the others then fail
+            # in a collective, or stop when torchrun ends them), whatever rank 0 wrote last
+            final = next((e for e in events if e.get("event") == "failed"), final)
         steps = [e for e in events if e.get("event") == "step"]
         metrics = {**run.metrics, "losses": [e["loss"] for e in steps],
                    "steps": steps[-1]["step"] if steps else 0}

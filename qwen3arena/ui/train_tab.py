@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from qwen3arena import hardware
 from qwen3arena.api import Actions, RunPreview, RunView, cuda_available
 from qwen3arena.errors import Refused
 from qwen3arena.train import ALL_PROJECTIONS, OPTIMS, LengthStats, LoraTrainConfig
@@ -24,6 +25,28 @@ BATCHING_CHOICES = [("Padded rows", "padded"), ("Grouped by length", "grouped"),
 OPTIMIZER_LABELS = {"adamw_torch_fused": "AdamW, fused (fastest)", "adamw_torch": "AdamW",
                     "adamw_8bit": "AdamW 8-bit (bitsandbytes, GPU)", "paged_adamw_8bit": "Paged AdamW 8-bit (GPU)"}
 OPTIMIZER_CHOICES = [(OPTIMIZER_LABELS[name], name) for name in OPTIMS]  # a new optimizer needs a label
+
+
+def _gpus_field(count: int) -> gr.Dropdown:
+    """The "GPUs" choice (LoraTrainConfig.gpus): 1 to this machine's count and "all" where it has
+    several; shown but fixed at 1 (with the reason) where it has one GPU or none, as 4-bit is on a CPU."""
+    if count > 1:
+        choices = [(str(n), n) for n in range(1, count + 1)] + [(f"All ({count})", "all")]
+        return gr.Dropdown(choices, value=1, label="GPUs", elem_id="train-gpus", allow_custom_value=True,
+                           info="Data-parallel, one process a GPU (torchrun): batch size is each GPU's, so a "
+                                "step sees batch × GPUs × accumulation rows")
+    where = "no CUDA GPU (CPU)" if count <= 0 else "one GPU"
+    return gr.Dropdown([("1", 1)], value=1, label="GPUs", elem_id="train-gpus", interactive=False,
+                       info=f"This machine has {where}: several GPUs need a machine with several")
+
+
+def _gpus_value(value: Any) -> Any:
+    """The field's value as LoraTrainConfig.gpus takes it: a typed-in "2" is 2, "all" stays."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    return value
 
 
 def _lengths_note(stats: LengthStats, total: int, config: LoraTrainConfig) -> str:
@@ -160,6 +183,7 @@ def build_train_tab(actions: Actions) -> TrainTab:
                         answers_only = gr.Checkbox(True, label="Train on answers only")
                         four_bit = gr.Checkbox(False, label="4-bit (QLoRA, GPU only)", interactive=cuda_available())
                         beta = gr.Number(0.1, label="DPO beta", minimum=0)
+                        gpus = _gpus_field(hardware.cuda_device_count())
                     batching = gr.Radio(BATCHING_CHOICES, value="padded", label="Batching", elem_id="train-batching",
                                         info="Padded: a fixed number of rows a step. Grouped and packed fill "
                                              "each step with about batch × max length tokens: much faster on "
@@ -213,7 +237,7 @@ def build_train_tab(actions: Actions) -> TrainTab:
             num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch,
             gradient_accumulation_steps=accum, max_length=max_length, seed=seed, answers_only=answers_only,
             load_in_4bit=four_bit, beta=beta, batching=batching, optim=optim, wandb=use_wandb,
-            wandb_project=wandb_project, wandb_run_name=wandb_run,
+            wandb_project=wandb_project, wandb_run_name=wandb_run, gpus=gpus,
         )
 
         def config_of(data: dict) -> LoraTrainConfig:
@@ -221,6 +245,8 @@ def build_train_tab(actions: Actions) -> TrainTab:
             fields["name"] = (fields.get("name") or "").strip()
             if not fields.get("round"):  # an emptied number field arrives as 0 from the browser
                 fields["round"] = None
+            if "gpus" in fields:
+                fields["gpus"] = _gpus_value(fields["gpus"])
             return actions.run_config(fields)
 
         def preview(data: dict) -> tuple:
@@ -234,6 +260,9 @@ def build_train_tab(actions: Actions) -> TrainTab:
             if result.lengths is not None:
                 status += " " + _lengths_note(result.lengths, result.rows, config)
             status += "".join(f" 🖥️ {gpu.summary()}." for gpu in result.gpus)
+            if result.world_size > 1:
+                summary = config.batch_summary(result.world_size)
+                status += f" 🖥️ {summary[0].upper()}{summary[1:]}."
             return status, _preview_html(result), result.command
 
         def start(data: dict) -> tuple:
@@ -295,6 +324,8 @@ def build_train_tab(actions: Actions) -> TrainTab:
                 return {form_message: f"⚠️ {exc}", **form.keep()}
             values = {**reused.config, "parent": reused.config.get("parent") or "",
                       "wandb_run_name": reused.config.get("wandb_run_name") or ""}
+            if hardware.cuda_device_count() <= 1:  # the field is fixed at 1 here (a run from a bigger machine)
+                values["gpus"] = 1
             return {form_message: f"✅ Settings of run `{run_id}` loaded under the new name "
                                   f"`{reused.config['name']}`; change what you want, then Preview or Start.",
                     **form.keep(), **form.fill(values)}
