@@ -293,3 +293,43 @@ def test_a_battle_that_is_answering_or_holds_an_undoable_vote_does_not_expire(st
     arena.cast(battle_id, "model_a", "anon:page-1", session="page-1")  # within its undo window
     time.sleep(0.1)
     assert arena.expire_idle() == 0 and arena.active_battles() == 1
+
+
+# -- the first token does not wait for the store ------------------------------------------------
+
+def test_the_models_answer_while_the_battle_row_is_written_and_the_turn_ends_after_it(store, stubs):
+    """Battles starting together used to wait for each other's battle rows (one writer) before
+    the models were asked. Now the answers stream while the row is written; the turn's last
+    write (status ready) still comes after the first, so the stored battle is the finished one."""
+    arena = arena_of(store, stubs("left answer"), stubs("right answer"))
+    writes: list[tuple[float, str]] = []
+    save = store.save_battle
+
+    def slow_save(record):
+        time.sleep(0.6)  # a store busy with other battles' writes
+        save(record)
+        writes.append((time.monotonic(), record.status))
+
+    store.save_battle = slow_save
+    started = time.monotonic()
+    first_answer = None
+    views = []
+    for view in arena.send("page-1", "anon:page-1", "How long do eggs keep?"):
+        views.append(view)
+        if first_answer is None and any(view.answers):
+            first_answer = time.monotonic() - started
+    assert first_answer is not None and first_answer < 0.5, first_answer
+    assert [status for _, status in writes] == ["open", "ready"]
+    assert views[-1].finished and views[-1].votable
+    assert store.get_battle(views[-1].battle_id).status == "ready"
+
+
+def test_a_store_that_fails_the_battle_row_fails_the_turn_with_its_reason(store, stubs):
+    arena = arena_of(store, stubs("left answer"), stubs("right answer"))
+
+    def broken_save(record):
+        raise VoteRejected("The database cannot be reached right now.")
+
+    store.save_battle = broken_save
+    with pytest.raises(VoteRejected, match="cannot be reached"):
+        list(arena.send("page-1", "anon:page-1", "How long do eggs keep?"))

@@ -155,7 +155,16 @@ def build_app(runtime: Runtime, access: AccessControl | None = None) -> gr.Block
                         *[gr.update(visible=user.role in labeller) for _ in label_tabs])
 
             demo.load(on_load, None, [who, *admin_tabs, *label_tabs], api_visibility="private")
+        else:
+            # Gradio builds a page's session state (a config copy of every component, ~20 ms on
+            # 2 cores) on the page's first event: without this, a visitor's first message paid for
+            # it before the models were asked (docs/benchmarks.md, "The web path")
+            demo.load(_open_page_session, None, None, api_visibility="private", show_progress="hidden")
     return demo
+
+
+def _open_page_session() -> None:
+    """The page's first event, sent as it loads: Gradio starts the page's session with it."""
 
 
 def server_options(runtime: Runtime, access: AccessControl | None = None) -> dict:
