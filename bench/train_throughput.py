@@ -17,8 +17,16 @@ A contender name can carry LoraTrainConfig overrides after "+", e.g.
   app-var+padding_free=false+pad_to_multiple_of=128
 and bench switches after "@": "@nocudnn" (SDPA without cuDNN attention), "@profile"
 (torch.profiler over four steps near the end: top kernels, top host ops, GPU-busy share),
-"@trace" (per step: batch shape, torch.compile counters, Triton kernels compiled), "@limit=N"
-(torch.compile's recompile limit: graphs kept per code object before it falls back to eager).
+"@trace" (per step: batch shape, torch.compile counters, Triton kernels compiled), "@why"
+(torch.compile's own log of every frame it traces, recompiles and graph breaks, with a
+"BENCH STEP n" line before each step, into the --log file), "@dynamic" (torch.compile
+treats sizes as symbolic from its first graph instead of recompiling at the second), "@limit=N" (torch.compile's
+recompile limit: graphs kept per code object before it falls back to eager).
+
+Each process also measures the machine it got before and after its run ("calib": TFLOP/s of a
+fixed bf16 matrix product, microseconds per launch of a tiny kernel); the ratios are printed
+both raw and calibrated (tokens/s per calibration TFLOP/s), which takes out a process that got a
+slower GPU clock or a busier neighbour than the one it is compared with.
 
 tokens/s is the median over steps 4..N of (real, non-padding tokens in the step) / (step time);
 "mean" is total real tokens / total time over the same steps (it keeps any recompilation or
@@ -223,6 +231,12 @@ def run_app(checkpoint: str, dataset: str, seq: int, batch: int, steps: int, fou
     if "profile" in flags:
         profile_steps(first=max(steps - 6, 3), count=4)
     trace = trace_steps() if "trace" in flags else None
+    if "why" in flags:
+        log_compiles()
+    if "dynamic" in flags:  # "@dynamic": torch.compile traces sizes as symbols from the first graph
+        import torch._dynamo
+
+        torch._dynamo.config.assume_static_by_default = False
     for flag in flags:
         if flag.startswith("limit="):  # "@limit=64": graphs torch.compile keeps per code object before eager
             import torch._dynamo
@@ -307,6 +321,28 @@ def trace_steps() -> list[dict]:
     return trace
 
 
+def log_compiles() -> None:
+    """"@why": torch.compile's log of each frame it starts tracing, each recompile with its
+    guard failure and each graph break, on stderr, with a marker before every training step so
+    the log says which step paid for what."""
+    import logging
+
+    import torch._logging
+    from transformers import Trainer
+
+    torch._logging.set_logs(dynamo=logging.INFO, recompiles=True, graph_breaks=True)
+    original = Trainer.training_step
+    step = {"n": 0}
+
+    def training_step(self, *args, **kwargs):
+        step["n"] += 1
+        print(f"BENCH STEP {step['n']} shape {list(args[1]['input_ids'].shape) if len(args) > 1 else '?'}",
+              file=sys.stderr, flush=True)
+        return original(self, *args, **kwargs)
+
+    Trainer.training_step = training_step
+
+
 def profile_steps(first: int, count: int) -> None:
     """"@profile": torch.profiler over `count` whole training steps from step `first`; prints
     the busiest kernels and host ops, and how much of the wall time the GPU was busy (a
@@ -346,18 +382,52 @@ def profile_steps(first: int, count: int) -> None:
     Trainer.training_step = training_step
 
 
+def calibrate() -> dict[str, float]:
+    """The machine this process got, measured by fixed work that is the same in every process:
+    TFLOP/s of a bf16 matrix product (the GPU's clock and its neighbours) and microseconds per
+    launch of a tiny kernel (the host: a 1.7B step is largely kernel launches). Medians of 5."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def median_time(work, repeats: int) -> float:
+        work()
+        sync()
+        timings = []
+        for _ in range(5):
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                work()
+            sync()
+            timings.append(time.perf_counter() - start)
+        return statistics.median(timings)
+
+    n, repeats = (8192, 40) if cuda else (512, 20)
+    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    b = torch.randn_like(a)
+    tflops = 2 * n**3 * repeats / median_time(lambda: a @ b, repeats) / 1e12
+    small = torch.zeros(16, device=device)
+    launch_us = median_time(lambda: small.add_(1), 5000) / 5000 * 1e6
+    del a, b
+    return {"tflops": round(tflops, 2), "launch_us": round(launch_us, 2)}
+
+
 def kind_of(name: str) -> str:
     """"app-group+pad_to_multiple_of=16@trace#b" -> "app-group"."""
     return name.split("#")[0].split("@")[0].split("+")[0]
 
 
 def child(args: argparse.Namespace) -> None:
+    before = calibrate()
     if kind_of(args.child) in ("peft", "unsloth"):
-        args.child = kind_of(args.child)
-        result = run_bare(args.child, args.checkpoint, args.seq, args.batch, args.steps, args.four_bit)
+        result = run_bare(kind_of(args.child), args.checkpoint, args.seq, args.batch, args.steps, args.four_bit)
     else:
         result = run_app(args.checkpoint, args.dataset, args.seq, args.batch, args.steps, args.four_bit,
                          args.child, args.work)
+    result["calib"] = [before, calibrate()]
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -450,24 +520,43 @@ def print_table(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
         return f"{statistics.median(ratios):.3f}x" + (f" ({min(ratios):.3f}-{max(ratios):.3f})"
                                                       if len(ratios) > 1 else "")
 
+    def calibrated(name: str) -> dict[int, float]:
+        """tokens/s per calibration TFLOP/s (the mean of the process's two calibrations)."""
+        return {r["round"]: r["tokens_per_s"] / statistics.mean(c["tflops"] for c in r["calib"])
+                for r in runs.get(name, []) if r.get("calib")}
+
+    def calibrated_text(name: str, baseline: dict[int, float]) -> str:
+        mine = calibrated(name)
+        ratios = [mine[r] / baseline[r] for r in mine if r in baseline]
+        if not ratios:
+            return "n/a"
+        return f"{statistics.median(ratios):.3f}x" + (f" ({min(ratios):.3f}-{max(ratios):.3f})"
+                                                      if len(ratios) > 1 else "")
+
     raw, fixed = per_round("unsloth"), per_round("app")
+    raw_calibrated = calibrated("unsloth")
     precision = "4-bit" if args.four_bit else "bf16"
     print(f"\nsteady state: steps {WARMUP_STEPS + 1}..N of each run; ratios per round, median (range)")
     print("\n| shape | path | rounds | tokens/s (median) | range over rounds | vs raw Unsloth (same round) "
-          "| vs app fixed (same round) | mean tokens/s | tokens/step | slowest step / median "
-          "| peak memory (GiB; GPU allocated, or CPU RSS) |"
-          "\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "| calibrated vs raw | vs app fixed (same round) | mean tokens/s | tokens/step | slowest step / median "
+          "| peak memory (GiB; GPU allocated, or CPU RSS) | calib TFLOP/s, launch µs (before; after) |"
+          "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, results in runs.items():
         rates = [r["tokens_per_s"] for r in results]
         spread = f"{min(rates):,.0f}-{max(rates):,.0f}" if len(rates) > 1 else "one run"
         versus_fixed = ratio_text(results, fixed) if kind_of(name) in ("app-var", "app-group", "app-pack") else ""
         print(f"| {args.shape} {precision} | {name} | {len(results)} | {statistics.median(rates):,.0f} | {spread} "
-              f"| {ratio_text(results, raw)} | {versus_fixed} "
+              f"| {ratio_text(results, raw)} | {calibrated_text(name, raw_calibrated)} | {versus_fixed} "
               f"| {statistics.median(r['mean_tokens_per_s'] for r in results):,.0f} "
               f"| {statistics.median(r['tokens_per_step'] for r in results):,.0f} "
               f"| {max(r['slowest_step'] for r in results):.2f} "
-              f"| {max(r['peak_gib'] for r in results):.1f} |")
+              f"| {max(r['peak_gib'] for r in results):.1f} "
+              f"| {' / '.join(calibration_text(r) for r in results)} |")
     print_stalls(runs)
+
+
+def calibration_text(result: dict) -> str:
+    return "; ".join(f"{c['tflops']:.0f}, {c['launch_us']:.1f}" for c in result.get("calib", []))
 
 
 def print_stalls(runs: dict[str, list[dict]]) -> None:

@@ -147,6 +147,22 @@ def test_each_epoch_reorders_the_same_batches_biggest_first():
     assert cost(first[0]) == cost(second[0]) == max(cost(b) for b in first)
 
 
+def test_each_epoch_opens_with_the_shortest_and_the_longest_rows():
+    """A GPU compiles for new shapes: the extremes come in the first three steps (the warm-up),
+    not at random later."""
+    lengths = chat_lengths(2000)
+    sampler = LengthGroupedBatches(lengths, budget=4096, seed=3)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        longest_row = [max(lengths[i] for i in batch) for batch in batches]
+        assert min(longest_row) in longest_row[:3] and max(longest_row) in longest_row[:3]
+        assert min(longest_row[:3]) <= min(longest_row[3:]) and max(longest_row[:3]) >= max(longest_row[3:])
+        assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    one = LengthGroupedBatches([50, 60], budget=4096, seed=0)
+    assert list(one) == [[1, 0]] and len(one) == 1
+
+
 # -- attention masks --------------------------------------------------------------------------
 
 class Collator:
